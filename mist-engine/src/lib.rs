@@ -1,0 +1,69 @@
+//! The mist broker as a pure state machine.
+//!
+//! [`Engine`] owns everything a broker decides: which connections exist, what
+//! each one subscribed to, the index that matches a published message to its
+//! subscribers, every connection's bounded outbox and the policy for a
+//! subscriber that falls behind. It does no IO, spawns nothing, reads no clock
+//! and is deterministic, so tests can drive it step by step. A frontend moves
+//! bytes between sockets and the engine; it never interprets commands.
+//!
+//! # The contract
+//!
+//! Inputs are the `handle_*` methods:
+//! - [`Engine::handle_connect`] when a client connects; it returns the [`ConnId`].
+//! - [`Engine::handle_message`] for every line the client sent, decoded by
+//!   [`mist_proto::LineDecoder`], in the order the lines arrived (errors too:
+//!   the engine answers them in order with the other replies).
+//! - [`Engine::handle_input_closed`] when the client will send nothing more.
+//!   Its subscriptions end; replies already queued are still handed out.
+//! - [`Engine::handle_disconnect`] when the connection is gone.
+//!
+//! Outputs are the `poll_*` methods. **Every input must be followed by
+//! draining [`Engine::poll_output`] until it returns `None`**:
+//! - [`Output::Transmit`]`(conn)` says that `conn`'s outbox went from empty to
+//!   non-empty. Its writer should then call [`Engine::poll_transmit`], which
+//!   hands over every queued frame at once, write them, and call
+//!   `poll_transmit` again: the next call also acknowledges that the previous
+//!   batch was written, which frees its room in the outbox.
+//! - [`Engine::accepts_input`] is false while a connection's own replies
+//!   exceed its outbox bound; its reader should stop reading until the writer
+//!   has drained the outbox. This applies backpressure to that one client only.
+//!
+//! # Delivery rules
+//!
+//! A published message goes to every *other* connection holding at least one
+//! subscription whose tags are all among the message's tags, once per
+//! connection, in each publisher's order. A delivery that does not fit in the
+//! recipient's outbox is dropped and counted: nobody waits for a slow
+//! subscriber. Replies to a client's own commands are never dropped.
+//!
+//! ```
+//! use mist_engine::{Config, Engine, Output};
+//! use mist_proto::Request;
+//! use std::collections::VecDeque;
+//!
+//! let mut engine = Engine::new(Config::default());
+//! let subscriber = engine.handle_connect();
+//! let publisher = engine.handle_connect();
+//! engine.handle_message(subscriber, Ok(Request::new("subscribe").tags(["onefish"])));
+//! engine.handle_message(publisher, Ok(Request::new("publish").tags(["onefish", "twofish"]).data("hi")));
+//!
+//! assert_eq!(engine.poll_output(), Some(Output::Transmit(subscriber)));
+//! assert_eq!(engine.poll_output(), None);
+//! let mut frames = VecDeque::new();
+//! assert!(engine.poll_transmit(subscriber, &mut frames));
+//! assert_eq!(
+//!     &frames[0][..],
+//!     b"{\"command\":\"publish\",\"tags\":[\"onefish\",\"twofish\"],\"data\":\"hi\"}\n"
+//! );
+//! ```
+
+mod config;
+mod engine;
+mod error;
+mod index;
+mod outbox;
+
+pub use config::Config;
+pub use engine::{ConnId, ConnStats, Engine, Output, Stats};
+pub use error::Error;

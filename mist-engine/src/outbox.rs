@@ -1,0 +1,161 @@
+//! A connection's bounded queue of outgoing frames and the drop policy.
+
+use crate::Config;
+use bytes::Bytes;
+use std::collections::VecDeque;
+
+/// Frames waiting for a connection's writer, plus the batch it is writing.
+///
+/// The bound covers both, so memory per connection stays bounded however
+/// slowly the client reads.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    in_flight_frames: usize,
+    in_flight_bytes: usize,
+    /// Deliveries dropped because the outbox was full.
+    pub(crate) dropped: u64,
+}
+
+/// What happened to a frame offered to an outbox.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Queued; `first` when the queue was empty, so the writer needs a nudge.
+    Yes { first: bool },
+    /// Dropped: the outbox is full.
+    Dropped,
+}
+
+impl Outbox {
+    fn frames(&self) -> usize {
+        self.queue.len() + self.in_flight_frames
+    }
+
+    fn bytes(&self) -> usize {
+        self.queued_bytes + self.in_flight_bytes
+    }
+
+    /// Queues a reply to the client's own command. Replies are never dropped;
+    /// [`Outbox::over_limit`] throttles the client's input instead.
+    pub(crate) fn push_reply(&mut self, frame: Bytes) -> Queued {
+        let first = self.queue.is_empty();
+        self.queued_bytes += frame.len();
+        self.queue.push_back(frame);
+        Queued::Yes { first }
+    }
+
+    /// Queues a delivery if it fits, else drops and counts it. A delivery to an
+    /// empty outbox always fits, so the largest allowed message can get through.
+    pub(crate) fn push_delivery(&mut self, frame: Bytes, config: &Config) -> Queued {
+        let empty = self.frames() == 0;
+        let fits = self.frames() < config.max_outbox_frames
+            && self.bytes() + frame.len() <= config.max_outbox_bytes;
+        if empty || fits {
+            self.push_reply(frame)
+        } else {
+            self.dropped += 1;
+            Queued::Dropped
+        }
+    }
+
+    /// Moves every queued frame into `batch` (which must be empty), marking
+    /// them in flight. The batch handed out by the previous call is taken as
+    /// written. Returns whether anything was handed over.
+    pub(crate) fn take(&mut self, batch: &mut VecDeque<Bytes>) -> bool {
+        debug_assert!(batch.is_empty(), "the writer hands back an emptied batch");
+        batch.clear();
+        std::mem::swap(&mut self.queue, batch);
+        self.in_flight_frames = batch.len();
+        self.in_flight_bytes = std::mem::take(&mut self.queued_bytes);
+        !batch.is_empty()
+    }
+
+    /// True while the outbox holds more than its bound.
+    pub(crate) fn over_limit(&self, config: &Config) -> bool {
+        self.frames() > config.max_outbox_frames || self.bytes() > config.max_outbox_bytes
+    }
+
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        (self.frames(), self.bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(frames: usize, bytes: usize) -> Config {
+        Config {
+            max_outbox_frames: frames,
+            max_outbox_bytes: bytes,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn deliveries_beyond_the_frame_bound_are_dropped_and_counted() {
+        let config = config(2, 1000);
+        let mut outbox = Outbox::default();
+        let frame = Bytes::from_static(b"x\n");
+        assert_eq!(
+            outbox.push_delivery(frame.clone(), &config),
+            Queued::Yes { first: true }
+        );
+        assert_eq!(
+            outbox.push_delivery(frame.clone(), &config),
+            Queued::Yes { first: false }
+        );
+        assert_eq!(
+            outbox.push_delivery(frame.clone(), &config),
+            Queued::Dropped
+        );
+        assert_eq!(outbox.dropped, 1);
+        assert_eq!(
+            outbox.push_reply(frame),
+            Queued::Yes { first: false },
+            "replies are kept"
+        );
+        assert!(outbox.over_limit(&config));
+    }
+
+    #[test]
+    fn the_batch_in_flight_counts_until_the_next_take() {
+        let config = config(100, 10);
+        let mut outbox = Outbox::default();
+        let frame = Bytes::from_static(b"12345678\n");
+        assert_eq!(
+            outbox.push_delivery(frame.clone(), &config),
+            Queued::Yes { first: true }
+        );
+        let mut batch = VecDeque::new();
+        assert!(outbox.take(&mut batch));
+        assert_eq!(
+            outbox.push_delivery(frame.clone(), &config),
+            Queued::Dropped,
+            "9 + 9 > 10"
+        );
+        batch.clear();
+        assert!(
+            !outbox.take(&mut batch),
+            "acknowledges the batch; nothing new"
+        );
+        assert_eq!(outbox.queued(), (0, 0));
+        assert_eq!(
+            outbox.push_delivery(frame, &config),
+            Queued::Yes { first: true }
+        );
+    }
+
+    #[test]
+    fn an_empty_outbox_takes_a_frame_larger_than_its_bound() {
+        let config = config(100, 4);
+        let mut outbox = Outbox::default();
+        let big = Bytes::from(vec![b'x'; 64]);
+        assert_eq!(
+            outbox.push_delivery(big.clone(), &config),
+            Queued::Yes { first: true }
+        );
+        assert_eq!(outbox.push_delivery(big, &config), Queued::Dropped);
+    }
+}

@@ -1,0 +1,244 @@
+//! The protocol's rules, stated as tests driven through the engine step by step.
+
+use mist_engine::{Config, ConnId, Engine};
+use mist_proto::{Message, ProtoError, Request};
+use std::collections::VecDeque;
+
+struct Broker {
+    engine: Engine,
+}
+
+impl Broker {
+    fn new(config: Config) -> Broker {
+        Broker {
+            engine: Engine::new(config),
+        }
+    }
+
+    fn connect(&mut self) -> ConnId {
+        self.engine.handle_connect()
+    }
+
+    fn send(&mut self, conn: ConnId, request: Request) {
+        self.engine.handle_message(conn, Ok(request));
+        while self.engine.poll_output().is_some() {}
+    }
+
+    /// Every frame queued for `conn`, decoded.
+    fn received(&mut self, conn: ConnId) -> Vec<Message> {
+        let mut batch = VecDeque::new();
+        self.engine.poll_transmit(conn, &mut batch);
+        batch
+            .iter()
+            .map(|frame| serde_json::from_slice(frame).expect("frames are JSON"))
+            .collect()
+    }
+}
+
+fn subscribe(tags: &[&str]) -> Request {
+    Request::new("subscribe").tags(tags.iter().copied())
+}
+
+fn publish(tags: &[&str], data: &str) -> Request {
+    Request::new("publish")
+        .tags(tags.iter().copied())
+        .data(data)
+}
+
+fn data_of(messages: &[Message]) -> Vec<&str> {
+    messages
+        .iter()
+        .map(|m| m.data.as_deref().unwrap_or(""))
+        .collect()
+}
+
+#[test]
+fn the_seed_table_of_onefish_twofish() {
+    let subscriptions: [&[&str]; 3] = [
+        &["onefish"],
+        &["onefish", "twofish"],
+        &["onefish", "twofish", "redfish"],
+    ];
+    let messages: [&[&str]; 3] = subscriptions;
+    let mut broker = Broker::new(Config::default());
+    let subscribers: Vec<ConnId> = subscriptions
+        .iter()
+        .map(|tags| {
+            let c = broker.connect();
+            broker.send(c, subscribe(tags));
+            c
+        })
+        .collect();
+    let publisher = broker.connect();
+    for (i, tags) in messages.iter().enumerate() {
+        broker.send(publisher, publish(tags, &i.to_string()));
+    }
+    assert_eq!(data_of(&broker.received(subscribers[0])), ["0", "1", "2"]);
+    assert_eq!(data_of(&broker.received(subscribers[1])), ["1", "2"]);
+    assert_eq!(data_of(&broker.received(subscribers[2])), ["2"]);
+}
+
+#[test]
+fn tag_order_and_duplicates_do_not_matter() {
+    let mut broker = Broker::new(Config::default());
+    let (sub, publisher) = (broker.connect(), broker.connect());
+    broker.send(sub, subscribe(&["b", "a", "a"]));
+    broker.send(sub, subscribe(&["a", "b"]));
+    broker.send(publisher, publish(&["a", "x", "b"], "hit"));
+    let got = broker.received(sub);
+    assert_eq!(data_of(&got), ["hit"], "one subscription, one delivery");
+    assert_eq!(
+        got[0].tags.as_deref(),
+        Some(&["a", "x", "b"].map(String::from)[..])
+    );
+    broker.send(sub, Request::new("unsubscribe").tags(["a", "b", "b"]));
+    broker.send(publisher, publish(&["a", "b"], "miss"));
+    assert!(broker.received(sub).is_empty());
+}
+
+#[test]
+fn several_matching_subscriptions_deliver_once_and_never_to_the_publisher() {
+    let mut broker = Broker::new(Config::default());
+    let (a, b) = (broker.connect(), broker.connect());
+    for c in [a, b] {
+        broker.send(c, subscribe(&["x"]));
+        broker.send(c, subscribe(&["y"]));
+        broker.send(c, subscribe(&["x", "y"]));
+    }
+    broker.send(a, publish(&["x", "y"], "from a"));
+    assert!(broker.received(a).is_empty(), "publisher excluded");
+    assert_eq!(data_of(&broker.received(b)), ["from a"]);
+}
+
+#[test]
+fn list_reports_sorted_subscriptions_in_both_forms() {
+    let mut broker = Broker::new(Config::default());
+    let c = broker.connect();
+    broker.send(c, subscribe(&["c"]));
+    broker.send(c, subscribe(&["b", "a"]));
+    broker.send(c, Request::new("list"));
+    let reply = broker.received(c).pop().unwrap();
+    assert_eq!(reply.command, "list");
+    assert_eq!(reply.data.as_deref(), Some("a,b c"));
+    let expected = vec![
+        vec!["a".to_string(), "b".to_string()],
+        vec!["c".to_string()],
+    ];
+    assert_eq!(reply.subscriptions, Some(expected));
+}
+
+#[test]
+fn failures_are_answered_in_order_and_the_connection_stays_usable() {
+    let mut broker = Broker::new(Config::default());
+    let c = broker.connect();
+    broker.send(c, Request::new("bogus").tags(["t"]));
+    broker.send(c, Request::new("subscribe"));
+    broker.send(c, Request::new("publish").tags(Vec::<String>::new()));
+    broker
+        .engine
+        .handle_message(c, Err(ProtoError::NotAnObject));
+    broker.send(c, Request::new("ping"));
+    let replies = broker.received(c);
+    let errors: Vec<_> = replies.iter().map(|m| m.error.as_deref()).collect();
+    assert_eq!(
+        errors,
+        [
+            Some("Unknown Command"),
+            Some("missing tags: subscribe needs a non-empty \"tags\" list of strings"),
+            Some("missing tags: publish needs a non-empty \"tags\" list of strings"),
+            Some("invalid message: expected a JSON object like {\"command\":\"ping\"}"),
+            None,
+        ]
+    );
+    assert_eq!(replies[0].command, "bogus");
+    assert_eq!(replies[0].tags, Some(vec!["t".to_string()]));
+    assert_eq!(replies[4].data.as_deref(), Some("pong"));
+}
+
+#[test]
+fn limits_on_tags_and_subscriptions() {
+    let config = Config {
+        max_tags: 2,
+        max_subscriptions: 1,
+        ..Config::default()
+    };
+    let mut broker = Broker::new(config);
+    let c = broker.connect();
+    broker.send(c, subscribe(&["a", "b", "c"]));
+    broker.send(c, subscribe(&["a"]));
+    broker.send(c, subscribe(&["a"]));
+    broker.send(c, subscribe(&["b"]));
+    let errors: Vec<_> = broker.received(c).into_iter().map(|m| m.error).collect();
+    assert_eq!(
+        errors,
+        [
+            Some("too many tags: at most 2 tags are allowed".to_string()),
+            Some("too many subscriptions: a connection may hold at most 1".to_string()),
+        ],
+        "re-subscribing to a held set is not a new subscription"
+    );
+}
+
+#[test]
+fn a_slow_subscriber_loses_new_messages_and_nobody_else_notices() {
+    let config = Config {
+        max_outbox_frames: 3,
+        ..Config::default()
+    };
+    let mut broker = Broker::new(config);
+    let (slow, fast, publisher) = (broker.connect(), broker.connect(), broker.connect());
+    broker.send(slow, subscribe(&["t"]));
+    broker.send(fast, subscribe(&["t"]));
+    let mut fast_got = Vec::new();
+    for i in 0..10 {
+        broker.send(publisher, publish(&["t"], &i.to_string()));
+        fast_got.extend(broker.received(fast));
+    }
+    assert_eq!(fast_got.len(), 10, "the fast subscriber gets everything");
+    assert_eq!(
+        data_of(&broker.received(slow)),
+        ["0", "1", "2"],
+        "oldest kept"
+    );
+    assert_eq!(broker.engine.conn_stats(slow).unwrap().dropped, 7);
+    assert_eq!(broker.engine.stats().dropped, 7);
+    assert_eq!(broker.engine.stats().delivered, 13);
+}
+
+#[test]
+fn a_client_that_does_not_read_its_replies_is_throttled() {
+    let config = Config {
+        max_outbox_frames: 2,
+        ..Config::default()
+    };
+    let mut broker = Broker::new(config);
+    let c = broker.connect();
+    for _ in 0..3 {
+        assert!(broker.engine.accepts_input(c));
+        broker.send(c, Request::new("ping"));
+    }
+    assert!(
+        !broker.engine.accepts_input(c),
+        "three replies exceed two frames"
+    );
+    assert_eq!(broker.received(c).len(), 3, "no reply is ever dropped");
+    let mut written = VecDeque::new();
+    broker.engine.poll_transmit(c, &mut written);
+    assert!(broker.engine.accepts_input(c), "room again once written");
+}
+
+#[test]
+fn closing_input_ends_subscriptions_but_keeps_queued_frames() {
+    let mut broker = Broker::new(Config::default());
+    let (sub, publisher) = (broker.connect(), broker.connect());
+    broker.send(sub, subscribe(&["t"]));
+    broker.send(publisher, publish(&["t"], "before"));
+    broker.engine.handle_input_closed(sub);
+    broker.send(publisher, publish(&["t"], "after"));
+    assert_eq!(data_of(&broker.received(sub)), ["before"]);
+    assert_eq!(broker.engine.stats().subscriptions, 0);
+    broker.engine.handle_disconnect(sub);
+    assert_eq!(broker.engine.conn_stats(sub), None);
+    let reused = broker.connect();
+    assert_ne!(reused, sub, "a new connection never takes an old id");
+}

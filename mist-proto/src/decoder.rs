@@ -1,0 +1,335 @@
+//! Incremental framing and decoding of newline-delimited JSON.
+//!
+//! Sockets deliver bytes in arbitrary chunks: one line may be split across
+//! many reads and one read may hold many lines. [`LineDecoder`] keeps only the
+//! unfinished tail of the current line, and never more than the line limit of
+//! it, so a client cannot make the server buffer an unbounded line.
+
+use crate::ProtoError;
+use memchr::memchr;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde_json::error::Category;
+
+/// The default limit on one line, newline excluded: 1 MiB.
+pub const DEFAULT_MAX_LINE: usize = 1024 * 1024;
+
+/// A partial line whose buffer grew beyond this is given back to the allocator
+/// once the line is done, so a single large message does not pin memory on an
+/// otherwise idle connection.
+const RETAINED_CAPACITY: usize = 64 * 1024;
+
+/// Turns a stream of byte chunks into decoded lines.
+///
+/// Each complete line yields exactly one item, in order: the decoded value, or
+/// the [`ProtoError`] that says why the line was rejected. Blank lines are
+/// skipped. A line longer than the limit yields [`ProtoError::LineTooLong`] as
+/// soon as it crosses the limit; the rest of it is skipped as it arrives.
+#[derive(Debug)]
+pub struct LineDecoder {
+    max_line: usize,
+    /// The start of a line whose newline has not arrived yet (at most `max_line` bytes).
+    partial: Vec<u8>,
+    /// Inside a line that already crossed the limit: skip up to its newline.
+    discarding: bool,
+}
+
+impl LineDecoder {
+    /// A decoder that rejects lines longer than `max_line` bytes (newline excluded).
+    pub fn new(max_line: usize) -> LineDecoder {
+        LineDecoder {
+            max_line,
+            partial: Vec::new(),
+            discarding: false,
+        }
+    }
+
+    /// The line limit in bytes.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// How many bytes of an unfinished line are held; never more than [`Self::max_line`].
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Decodes every line that `chunk` completes, appending one item per line to `out`.
+    pub fn decode<T: DeserializeOwned>(
+        &mut self,
+        mut chunk: &[u8],
+        out: &mut Vec<Result<T, ProtoError>>,
+    ) {
+        while !chunk.is_empty() {
+            let Some(newline) = memchr(b'\n', chunk) else {
+                self.hold(chunk, out);
+                return;
+            };
+            let (line, rest) = (&chunk[..newline], &chunk[newline + 1..]);
+            chunk = rest;
+            if self.discarding {
+                self.discarding = false;
+            } else if self.partial.len() + line.len() > self.max_line {
+                self.partial.clear();
+                out.push(Err(self.too_long()));
+            } else if self.partial.is_empty() {
+                // The common case: the whole line is in this chunk, decode it in place.
+                push_line(line, out);
+            } else {
+                self.partial.extend_from_slice(line);
+                push_line(&self.partial, out);
+                self.partial.clear();
+                if self.partial.capacity() > RETAINED_CAPACITY {
+                    self.partial = Vec::new();
+                }
+            }
+        }
+    }
+
+    /// Keeps the unterminated tail of a chunk, or starts discarding if it is too long.
+    fn hold<T>(&mut self, tail: &[u8], out: &mut Vec<Result<T, ProtoError>>) {
+        if self.discarding {
+            return;
+        }
+        if self.partial.len() + tail.len() > self.max_line {
+            self.partial = Vec::new();
+            self.discarding = true;
+            out.push(Err(self.too_long()));
+        } else {
+            self.partial.extend_from_slice(tail);
+        }
+    }
+
+    fn too_long(&self) -> ProtoError {
+        ProtoError::LineTooLong {
+            limit: self.max_line,
+        }
+    }
+}
+
+fn push_line<T: DeserializeOwned>(line: &[u8], out: &mut Vec<Result<T, ProtoError>>) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    out.push(parse_line(line));
+}
+
+/// Decodes one line (without its line ending) into `T`.
+pub(crate) fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Result<T, ProtoError> {
+    let text = std::str::from_utf8(line).map_err(|e| ProtoError::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    if !text.trim_start().starts_with('{') {
+        // Say "not an object" only for valid JSON; anything else is a JSON error.
+        return Err(match serde_json::from_str::<IgnoredAny>(text) {
+            Ok(_) => ProtoError::NotAnObject,
+            Err(e) => json_error(e),
+        });
+    }
+    serde_json::from_str(text).map_err(json_error)
+}
+
+fn json_error(e: serde_json::Error) -> ProtoError {
+    // serde_json says "at line 1 column N"; every message is one line, so keep the column.
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let detail = match full.strip_suffix(&position) {
+        Some(what) => format!("{what} at column {}", e.column()),
+        None => full,
+    };
+    match e.classify() {
+        Category::Data => ProtoError::InvalidMessage { detail },
+        Category::Syntax | Category::Eof | Category::Io => ProtoError::InvalidJson { detail },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Request;
+    use proptest::prelude::*;
+
+    fn decode_all(decoder: &mut LineDecoder, chunks: &[&[u8]]) -> Vec<Result<Request, ProtoError>> {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            decoder.decode(chunk, &mut out);
+        }
+        out
+    }
+
+    fn commands(results: Vec<Result<Request, ProtoError>>) -> Vec<String> {
+        results.into_iter().map(|r| r.unwrap().command).collect()
+    }
+
+    #[test]
+    fn a_frame_split_across_reads_is_decoded_once_complete() {
+        let mut d = LineDecoder::new(DEFAULT_MAX_LINE);
+        let out = decode_all(&mut d, &[b"{\"comm", b"and\":\"pi", b"ng\"}"]);
+        assert!(out.is_empty(), "nothing until the newline arrives");
+        assert_eq!(d.buffered(), 18);
+        let out = decode_all(&mut d, &[b"\n"]);
+        assert_eq!(commands(out), ["ping"]);
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn many_frames_in_one_read_come_out_in_order() {
+        let mut d = LineDecoder::new(DEFAULT_MAX_LINE);
+        let out = decode_all(
+            &mut d,
+            &[b"{\"command\":\"a\"}\n{\"command\":\"b\"}\n{\"command\":\"c\"}\n{\"comm"],
+        );
+        assert_eq!(commands(out), ["a", "b", "c"]);
+        assert_eq!(commands(decode_all(&mut d, &[b"and\":\"d\"}\n"])), ["d"]);
+    }
+
+    #[test]
+    fn crlf_and_blank_lines() {
+        let mut d = LineDecoder::new(DEFAULT_MAX_LINE);
+        let out = decode_all(&mut d, &[b"\r\n\n  \r\n{\"command\":\"ping\"}\r", b"\n"]);
+        assert_eq!(commands(out), ["ping"]);
+    }
+
+    #[test]
+    fn tags_data_and_unknown_fields() {
+        let mut d = LineDecoder::new(DEFAULT_MAX_LINE);
+        let out = decode_all(
+            &mut d,
+            &[b"{\"command\":\"publish\",\"tags\":[\"a\",\"b\"],\"data\":\"x\\ny\",\"extra\":{\"k\":[1]}}\n"],
+        );
+        let request = out.into_iter().next().unwrap().unwrap();
+        assert_eq!(
+            request,
+            Request::new("publish").tags(["a", "b"]).data("x\ny")
+        );
+        let out = decode_all(&mut d, &[b"{\"command\":\"list\",\"tags\":null}\n"]);
+        assert_eq!(out, [Ok(Request::new("list"))]);
+    }
+
+    #[test]
+    fn a_line_at_the_limit_is_accepted_and_one_byte_more_is_not() {
+        let line = b"{\"command\":\"ping\"}";
+        let mut d = LineDecoder::new(line.len());
+        assert_eq!(commands(decode_all(&mut d, &[line, b"\n"])), ["ping"]);
+        let mut d = LineDecoder::new(line.len() - 1);
+        let out = decode_all(&mut d, &[line, b"\n", line, b"\n"]);
+        let limit = line.len() - 1;
+        assert_eq!(
+            out,
+            [
+                Err(ProtoError::LineTooLong { limit }),
+                Err(ProtoError::LineTooLong { limit })
+            ]
+        );
+    }
+
+    #[test]
+    fn an_oversized_line_is_discarded_without_being_buffered() {
+        let mut d = LineDecoder::new(100);
+        let mut out: Vec<Result<Request, ProtoError>> = Vec::new();
+        d.decode(b"{\"command\":\"publish\",\"data\":\"", &mut out);
+        for _ in 0..1000 {
+            d.decode(&[b'x'; 1000], &mut out);
+            assert_eq!(d.buffered(), 0, "the over-long line is never held");
+        }
+        assert_eq!(
+            out,
+            [Err(ProtoError::LineTooLong { limit: 100 })],
+            "reported once"
+        );
+        d.decode(b"\"}\n{\"command\":\"ping\"}\n", &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[1].as_ref().unwrap().command,
+            "ping",
+            "the next line is fine"
+        );
+    }
+
+    #[test]
+    fn garbage_gets_errors_that_say_what_was_wrong() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"hello", "invalid JSON: expected value at column 1"),
+            (
+                b"{\"command\":",
+                "invalid JSON: EOF while parsing a value at column 11",
+            ),
+            (
+                b"[1,2]",
+                "invalid message: expected a JSON object like {\"command\":\"ping\"}",
+            ),
+            (
+                b"\"ping\"",
+                "invalid message: expected a JSON object like {\"command\":\"ping\"}",
+            ),
+            (
+                b"{}",
+                "invalid message: missing field `command` at column 2",
+            ),
+            (
+                b"{\"command\":5}",
+                "invalid message: invalid type: integer `5`, expected a string at column 12",
+            ),
+            (
+                b"{\"command\":\"publish\",\"tags\":\"a\"}",
+                "invalid message: invalid type: string \"a\", expected a sequence at column 31",
+            ),
+            (
+                b"{\"command\":\"publish\",\"data\":[]}",
+                "invalid message: invalid type: sequence, expected a string at column 28",
+            ),
+            (
+                b"{\"command\":\"ping\"} trailing",
+                "invalid JSON: trailing characters at column 20",
+            ),
+            (
+                b"{\"command\":\"\xff\"}",
+                "invalid UTF-8: the line has a byte that is not UTF-8 at offset 12",
+            ),
+        ];
+        for (line, expected) in cases {
+            let mut d = LineDecoder::new(DEFAULT_MAX_LINE);
+            let out = decode_all(&mut d, &[line, b"\n"]);
+            assert_eq!(out.len(), 1, "{:?}", String::from_utf8_lossy(line));
+            let err = out[0].as_ref().unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                *expected,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    proptest! {
+        /// However the byte stream is cut into reads, the decoded items are the same.
+        #[test]
+        fn chunking_never_changes_the_result(
+            lines in prop::collection::vec(
+                prop_oneof![
+                    prop::string::string_regex("[a-z]{0,8}").unwrap()
+                        .prop_map(|c| format!("{{\"command\":\"{c}\",\"tags\":[\"t\"],\"data\":\"{c}\"}}")),
+                    prop::string::string_regex("[ -~]{0,40}").unwrap(),
+                ],
+                0..20,
+            ),
+            cuts in prop::collection::vec(0usize..2000, 0..10),
+            crlf in any::<bool>(),
+        ) {
+            let ending = if crlf { "\r\n" } else { "\n" };
+            let stream: Vec<u8> = lines.iter().flat_map(|l| format!("{l}{ending}").into_bytes()).collect();
+            let whole = decode_all(&mut LineDecoder::new(30), &[&stream]);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut start = 0;
+            for cut in cuts {
+                pieces.push(&stream[start..cut]);
+                start = cut;
+            }
+            pieces.push(&stream[start..]);
+            let split = decode_all(&mut LineDecoder::new(30), &pieces);
+            prop_assert_eq!(whole, split);
+        }
+    }
+}

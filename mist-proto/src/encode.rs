@@ -1,0 +1,149 @@
+//! Builders for the frames a server sends, each one line with its newline.
+//!
+//! They return [`Bytes`] so that one encoded publish can be queued for any
+//! number of recipients by reference count, never re-encoded or copied.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// The borrowed shape of every server frame; fields that are `None` are left out.
+#[derive(Serialize)]
+struct Frame<'a> {
+    command: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscriptions: Option<&'a [Vec<String>]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl Frame<'_> {
+    fn new(command: &str) -> Frame<'_> {
+        Frame {
+            command,
+            tags: None,
+            data: None,
+            subscriptions: None,
+            error: None,
+        }
+    }
+
+    fn to_bytes(&self) -> Bytes {
+        // Strings, string slices and nested lists of strings cannot fail to serialize.
+        let mut line = serde_json::to_vec(self).expect("frames always serialize");
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+}
+
+/// A delivered message: `{"command":"publish","tags":[...],"data":"..."}`.
+///
+/// Tags are sent as the publisher wrote them.
+pub fn publish(tags: &[String], data: &str) -> Bytes {
+    Frame {
+        tags: Some(tags),
+        data: Some(data),
+        ..Frame::new("publish")
+    }
+    .to_bytes()
+}
+
+/// The reply to `ping`: `{"command":"ping","data":"pong"}`.
+pub fn pong() -> Bytes {
+    Bytes::from_static(b"{\"command\":\"ping\",\"data\":\"pong\"}\n")
+}
+
+/// The reply to `list`.
+///
+/// `subscriptions` must already be in the order the client should see; `data`
+/// joins each subscription's tags with `,` and the subscriptions with ` `.
+pub fn list(subscriptions: &[Vec<String>]) -> Bytes {
+    let data = subscriptions
+        .iter()
+        .map(|tags| tags.join(","))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Frame {
+        data: Some(&data),
+        subscriptions: Some(subscriptions),
+        ..Frame::new("list")
+    }
+    .to_bytes()
+}
+
+/// An error reply. `command` and `tags` echo the request that failed (`""`
+/// and `None` when the line could not be decoded at all).
+pub fn error(command: &str, tags: Option<&[String]>, error: &str) -> Bytes {
+    Frame {
+        tags,
+        error: Some(error),
+        ..Frame::new(command)
+    }
+    .to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    fn parse(frame: &Bytes) -> Message {
+        assert_eq!(frame.last(), Some(&b'\n'), "every frame ends its line");
+        assert_eq!(
+            frame.iter().filter(|&&b| b == b'\n').count(),
+            1,
+            "a frame is exactly one line"
+        );
+        serde_json::from_slice(frame).unwrap()
+    }
+
+    #[test]
+    fn publish_frame_keeps_tags_in_publisher_order() {
+        let tags = vec!["b".to_string(), "a".to_string()];
+        assert_eq!(
+            &publish(&tags, "x")[..],
+            b"{\"command\":\"publish\",\"tags\":[\"b\",\"a\"],\"data\":\"x\"}\n"
+        );
+    }
+
+    #[test]
+    fn newlines_and_quotes_in_data_stay_inside_one_line() {
+        let data = "line one\nline \"two\"\r\n\u{2028}end\\";
+        let frame = publish(&["t".to_string()], data);
+        assert_eq!(parse(&frame).data.as_deref(), Some(data));
+    }
+
+    #[test]
+    fn list_has_string_and_structured_forms() {
+        let subs = vec![
+            vec!["a".to_string(), "b".to_string()],
+            vec!["c".to_string()],
+        ];
+        let msg = parse(&list(&subs));
+        assert_eq!(msg.command, "list");
+        assert_eq!(msg.data.as_deref(), Some("a,b c"));
+        assert_eq!(msg.subscriptions, Some(subs));
+        assert_eq!(parse(&list(&[])).data.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn error_echoes_command_and_tags() {
+        let tags = vec!["x".to_string()];
+        let msg = parse(&error("bogus", Some(&tags), "Unknown Command"));
+        assert_eq!(msg.command, "bogus");
+        assert_eq!(msg.tags, Some(tags));
+        assert_eq!(msg.error.as_deref(), Some("Unknown Command"));
+    }
+
+    #[test]
+    fn pong_is_the_original_reply() {
+        let msg = parse(&pong());
+        assert_eq!(
+            (msg.command.as_str(), msg.data.as_deref()),
+            ("ping", Some("pong"))
+        );
+    }
+}

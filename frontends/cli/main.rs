@@ -1,1 +1,136 @@
-fn main() {}
+//! The `mist` command: `mist --server` runs a broker; the subcommands are a
+//! client for a running one, and `mist bench` is its load generator.
+//!
+//! Exit status: 0 on success, 1 when the server or the command failed (the
+//! reason is printed on stderr), 2 for a usage error such as a bad flag value.
+
+mod bench;
+mod client;
+mod server;
+
+use argh::FromArgs;
+use std::process::ExitCode;
+
+/// Where the client subcommands connect unless told otherwise.
+const DEFAULT_HOST: &str = "127.0.0.1:1445";
+
+fn default_host() -> String {
+    DEFAULT_HOST.to_string()
+}
+
+#[derive(FromArgs)]
+/// mist: a tag-based publish/subscribe broker. `mist --server` starts one;
+/// the subcommands talk to a running server.
+struct Cli {
+    /// run mist as a server
+    #[argh(switch)]
+    server: bool,
+
+    /// listener URI to serve, repeatable or comma-separated
+    /// (default: tcp://127.0.0.1:1445,http://127.0.0.1:8080,ws://127.0.0.1:8888;
+    /// schemes this build does not serve yet are skipped with an error)
+    #[argh(option)]
+    listeners: Vec<String>,
+
+    /// log level: trace, debug, info, warn or error (default: info)
+    #[argh(option, default = "String::from(\"info\")")]
+    log_level: String,
+
+    /// longest line a client may send, in bytes (default: 1048576)
+    #[argh(option)]
+    max_line: Option<usize>,
+
+    /// bytes queued for one client before new messages to it are dropped
+    /// (default: 16777216)
+    #[argh(option)]
+    max_outbox_bytes: Option<usize>,
+
+    /// messages queued for one client before new messages to it are dropped
+    /// (default: 131072)
+    #[argh(option)]
+    max_outbox_frames: Option<usize>,
+
+    /// most tags in one subscription or one published message (default: 64)
+    #[argh(option)]
+    max_tags: Option<usize>,
+
+    /// most subscriptions one connection may hold (default: 10000)
+    #[argh(option)]
+    max_subscriptions: Option<usize>,
+
+    /// display the version of mist
+    #[argh(switch, short = 'v')]
+    version: bool,
+
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Ping(client::Ping),
+    Publish(client::Publish),
+    Subscribe(client::Subscribe),
+    Unsubscribe(client::Unsubscribe),
+    List(client::List),
+    Bench(bench::Bench),
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    if cli.version {
+        println!("mist {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let result = match (&cli.command, cli.server) {
+        (Some(_), true) => Err(Failure::Usage(
+            "--server runs a server; it cannot be combined with a client subcommand".into(),
+        )),
+        (None, true) => server::run(&cli),
+        (Some(Command::Ping(cmd)), false) => client::ping(cmd),
+        (Some(Command::Publish(cmd)), false) => client::publish(cmd),
+        (Some(Command::Subscribe(cmd)), false) => client::subscribe(cmd),
+        (Some(Command::Unsubscribe(cmd)), false) => client::unsubscribe(cmd),
+        (Some(Command::List(cmd)), false) => client::list(cmd),
+        (Some(Command::Bench(cmd)), false) => bench::run(cmd),
+        (None, false) => Err(Failure::Usage(
+            "nothing to do: run `mist --server` to start a server, or `mist --help`".into(),
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("mist: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
+            eprintln!("mist: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// How a command failed, which decides the exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command line was wrong (exit 2).
+    Usage(String),
+    /// The command ran and failed (exit 1).
+    Failed(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::Failed(e.to_string())
+    }
+}
+
+/// Splits a `--tags a,b` value into tags.
+fn split_tags(tags: &str) -> Vec<String> {
+    tags.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}

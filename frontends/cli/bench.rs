@@ -1,0 +1,247 @@
+//! `mist bench`: a load generator against a running server, in the spirit of
+//! `nats bench`. Fan-out mode measures throughput and loss; latency mode sends
+//! at a fixed rate and reports percentiles. Both use plain blocking sockets so
+//! that the tool, not the server, stays simple.
+
+use crate::client::Connection;
+use crate::{default_host, Failure};
+use argh::FromArgs;
+use mist_proto::Request;
+use std::io::{ErrorKind, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A subscriber that has heard nothing for this long after publishing ended
+/// has received all it is going to.
+const IDLE: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(FromArgs)]
+/// measure a running server: fan-out throughput and loss, or latency
+#[argh(subcommand, name = "bench")]
+pub struct Bench {
+    /// fanout (S subscribers on one tag, one publisher sending N messages as
+    /// fast as it can) or latency (one publisher at a fixed rate, one subscriber)
+    #[argh(option, default = "String::from(\"fanout\")")]
+    mode: String,
+    /// subscribers in fan-out mode (default: 10)
+    #[argh(option, default = "10")]
+    subs: usize,
+    /// messages to publish in fan-out mode (default: 100000)
+    #[argh(option, default = "100_000")]
+    msgs: u64,
+    /// payload bytes per message (default: 128)
+    #[argh(option, default = "128")]
+    size: usize,
+    /// messages per second in latency mode (default: 10000)
+    #[argh(option, default = "10_000")]
+    rate: u64,
+    /// seconds to run in latency mode (default: 5)
+    #[argh(option, default = "5.0")]
+    duration: f64,
+    /// server address (default: 127.0.0.1:1445)
+    #[argh(option, default = "default_host()")]
+    host: String,
+}
+
+pub fn run(cmd: &Bench) -> Result<(), Failure> {
+    match cmd.mode.as_str() {
+        "fanout" if cmd.subs == 0 || cmd.msgs == 0 => Err(Failure::Usage(
+            "--subs and --msgs must be at least 1".into(),
+        )),
+        "fanout" => fanout(cmd),
+        "latency" if cmd.rate == 0 || !cmd.duration.is_finite() || cmd.duration <= 0.0 => Err(
+            Failure::Usage("--rate and --duration must be positive".into()),
+        ),
+        "latency" => latency(cmd),
+        other => Err(Failure::Usage(format!(
+            "unknown --mode {other:?}: use fanout or latency"
+        ))),
+    }
+}
+
+/// What one fan-out subscriber saw.
+struct Received {
+    count: u64,
+    last: Option<Instant>,
+}
+
+fn fanout(cmd: &Bench) -> Result<(), Failure> {
+    let tag = format!("bench-{}", std::process::id());
+    let start_line = Arc::new(Barrier::new(cmd.subs + 1));
+    let published = Arc::new(AtomicBool::new(false));
+    let mut subscribers = Vec::new();
+    for _ in 0..cmd.subs {
+        let mut conn = Connection::open(&cmd.host)?;
+        conn.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
+        let (start_line, published, expected) = (start_line.clone(), published.clone(), cmd.msgs);
+        subscribers.push(thread::spawn(move || {
+            start_line.wait();
+            count_lines(conn, expected, &published)
+        }));
+    }
+    let mut publisher = Connection::open(&cmd.host)?;
+    let line = Request::new("publish")
+        .tags([tag.as_str()])
+        .data("x".repeat(cmd.size))
+        .to_line();
+    let per_write = (64 * 1024 / line.len()).max(1) as u64;
+    let chunk = line.repeat(per_write as usize);
+    start_line.wait();
+    let start = Instant::now();
+    let mut left = cmd.msgs;
+    while left > 0 {
+        let n = left.min(per_write);
+        publisher.write_raw(&chunk[..n as usize * line.len()])?;
+        left -= n;
+    }
+    publisher.confirm(&Request::new("ping"))?;
+    let publish_time = start.elapsed();
+    published.store(true, Ordering::Release);
+    let mut delivered = 0;
+    let mut last = start;
+    for subscriber in subscribers {
+        let received = subscriber
+            .join()
+            .map_err(|_| Failure::Failed("a subscriber thread panicked".into()))??;
+        delivered += received.count;
+        last = last.max(received.last.unwrap_or(start));
+    }
+    let deliver_time = last.duration_since(start);
+    let expected = cmd.msgs * cmd.subs as u64;
+    println!(
+        "fanout: 1 publisher -> {} subscribers, {} messages of {} B, server {}",
+        cmd.subs, cmd.msgs, cmd.size, cmd.host
+    );
+    println!(
+        "published {:>12} msgs in {:>7.3} s  {:>12.0} msg/s",
+        cmd.msgs,
+        publish_time.as_secs_f64(),
+        cmd.msgs as f64 / publish_time.as_secs_f64()
+    );
+    println!(
+        "delivered {:>12} msgs in {:>7.3} s  {:>12.0} msg/s",
+        delivered,
+        deliver_time.as_secs_f64(),
+        delivered as f64 / deliver_time.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "loss      {:>11.3}%  ({} of {} deliveries missing)",
+        100.0 * (expected - delivered.min(expected)) as f64 / expected as f64,
+        expected - delivered.min(expected),
+        expected
+    );
+    Ok(())
+}
+
+/// Counts delivered lines until `expected` arrived, or publishing ended and
+/// the stream went quiet.
+fn count_lines(
+    conn: Connection,
+    expected: u64,
+    published: &AtomicBool,
+) -> Result<Received, Failure> {
+    let mut stream = conn.into_stream();
+    stream.set_read_timeout(Some(POLL))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received = Received {
+        count: 0,
+        last: None,
+    };
+    let mut quiet_since = Instant::now();
+    while received.count < expected {
+        match stream.read(&mut buf) {
+            Ok(0) => return Err(Failure::Failed("the server closed a subscriber".into())),
+            Ok(n) => {
+                received.count += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                received.last = Some(Instant::now());
+                quiet_since = Instant::now();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if published.load(Ordering::Acquire) && quiet_since.elapsed() > IDLE {
+                    break;
+                }
+                if !published.load(Ordering::Acquire) {
+                    quiet_since = Instant::now();
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(received)
+}
+
+fn latency(cmd: &Bench) -> Result<(), Failure> {
+    let tag = format!("bench-latency-{}", std::process::id());
+    let total = (cmd.rate as f64 * cmd.duration).ceil() as u64;
+    let epoch = Instant::now();
+    let published = Arc::new(AtomicBool::new(false));
+    let mut subscriber = Connection::open(&cmd.host)?;
+    subscriber.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
+    let receiving = {
+        let published = published.clone();
+        thread::spawn(move || -> Result<Vec<Duration>, Failure> {
+            let mut latencies = Vec::with_capacity(total as usize);
+            let mut quiet_since = Instant::now();
+            while (latencies.len() as u64) < total {
+                match subscriber.receive(Some(POLL))? {
+                    Some(message) => {
+                        let sent: u64 = message
+                            .data
+                            .as_deref()
+                            .and_then(|d| d.get(..20))
+                            .and_then(|d| d.parse().ok())
+                            .ok_or_else(|| {
+                                Failure::Failed("a message without a timestamp".into())
+                            })?;
+                        latencies.push(epoch.elapsed().saturating_sub(Duration::from_nanos(sent)));
+                        quiet_since = Instant::now();
+                    }
+                    None if published.load(Ordering::Acquire) && quiet_since.elapsed() > IDLE => {
+                        break
+                    }
+                    None => {}
+                }
+            }
+            Ok(latencies)
+        })
+    };
+    let mut publisher = Connection::open(&cmd.host)?;
+    let interval = Duration::from_secs_f64(1.0 / cmd.rate as f64);
+    let padding = "x".repeat(cmd.size.saturating_sub(20));
+    let start = Instant::now();
+    for i in 0..total {
+        let due = start + interval.mul_f64(i as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let stamp = format!("{:020}{padding}", epoch.elapsed().as_nanos());
+        publisher.send(&Request::new("publish").tags([tag.as_str()]).data(stamp))?;
+    }
+    published.store(true, Ordering::Release);
+    let mut latencies = receiving
+        .join()
+        .map_err(|_| Failure::Failed("the subscriber thread panicked".into()))??;
+    latencies.sort_unstable();
+    println!(
+        "latency: {} msg/s for {} s, {} B messages, server {}",
+        cmd.rate, cmd.duration, cmd.size, cmd.host
+    );
+    println!("received {} of {} messages", latencies.len(), total);
+    if latencies.is_empty() {
+        return Err(Failure::Failed("no message arrived".into()));
+    }
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    for (name, q) in [
+        ("p50", 0.5),
+        ("p90", 0.9),
+        ("p99", 0.99),
+        ("p99.9", 0.999),
+        ("max", 1.0),
+    ] {
+        println!("{name:>6} {:>10.1} µs", at(q).as_secs_f64() * 1e6);
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `mist --server`: turns the flags into a running async-std server.
+
+use crate::{Cli, Failure};
+use mist_engine::Config;
+use mist_frontend::listener::{split_uris, DEFAULT_LISTENERS};
+use mist_frontend::Hub;
+use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+pub fn run(cli: &Cli) -> Result<(), Failure> {
+    init_logging(&cli.log_level)?;
+    let (config, max_line) = limits(cli)?;
+    let uris = if cli.listeners.is_empty() {
+        DEFAULT_LISTENERS.iter().map(|s| s.to_string()).collect()
+    } else {
+        split_uris(&cli.listeners)
+    };
+    let hub = Arc::new(Hub::new(config, max_line));
+    async_std::task::block_on(async {
+        let server = mist_async_std::Server::bind(hub, &uris).await?;
+        server.run().await;
+        Ok(())
+    })
+}
+
+fn init_logging(level: &str) -> Result<(), Failure> {
+    let level: LevelFilter = level.parse().map_err(|_| {
+        Failure::Usage(format!(
+            "invalid --log-level {level:?}: use trace, debug, info, warn or error"
+        ))
+    })?;
+    let color = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let config = ConfigBuilder::new()
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .build();
+    TermLogger::init(level, config, TerminalMode::Stderr, color)
+        .map_err(|e| Failure::Failed(format!("cannot set up logging: {e}")))
+}
+
+/// The engine's limits and the line limit, from the flags over the defaults.
+fn limits(cli: &Cli) -> Result<(Config, usize), Failure> {
+    let positive = |flag: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => Err(Failure::Usage(format!("--{flag} must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let defaults = Config::default();
+    let config = Config {
+        max_outbox_bytes: positive(
+            "max-outbox-bytes",
+            cli.max_outbox_bytes,
+            defaults.max_outbox_bytes,
+        )?,
+        max_outbox_frames: positive(
+            "max-outbox-frames",
+            cli.max_outbox_frames,
+            defaults.max_outbox_frames,
+        )?,
+        max_tags: positive("max-tags", cli.max_tags, defaults.max_tags)?,
+        max_subscriptions: positive(
+            "max-subscriptions",
+            cli.max_subscriptions,
+            defaults.max_subscriptions,
+        )?,
+    };
+    let max_line = positive("max-line", cli.max_line, mist_proto::DEFAULT_MAX_LINE)?;
+    Ok((config, max_line))
+}

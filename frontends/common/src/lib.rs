@@ -1,0 +1,24 @@
+//! Connection handling for mist, written once for every async runtime.
+//!
+//! A runtime frontend (async-std, smol, ...) only accepts sockets, spawns a
+//! task per connection and supplies timers. Everything a connection does is
+//! here, over the [`futures::io`] traits:
+//!
+//! - [`Hub`] puts the [`mist_engine::Engine`] behind a lock and wakes the
+//!   writers of connections the engine has frames for. The lock is never held
+//!   across IO.
+//! - [`serve`] runs one connection: a reader that decodes every complete line
+//!   of a read and hands them to the engine under one lock acquisition, and a
+//!   writer that takes everything queued for the connection at once and writes
+//!   it with as few writes as possible.
+//! - [`listener`] parses and vets listener URIs such as `tcp://127.0.0.1:1445`.
+
+mod connection;
+mod error;
+mod hub;
+pub mod listener;
+mod signal;
+
+pub use connection::serve;
+pub use error::Error;
+pub use hub::Hub;

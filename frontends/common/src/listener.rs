@@ -1,0 +1,129 @@
+//! Listener URIs: `scheme://host:port`, as the original mist takes them.
+
+use crate::Error;
+use std::fmt;
+
+/// One listener a server was asked to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// `tcp`, `http`, `ws`, or a custom scheme.
+    pub scheme: String,
+    /// `host:port` to bind, e.g. `127.0.0.1:1445` or `[::1]:0`.
+    pub address: String,
+}
+
+impl fmt::Display for ListenerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.address)
+    }
+}
+
+/// The listeners the original mist starts when given none.
+pub const DEFAULT_LISTENERS: [&str; 3] = [
+    "tcp://127.0.0.1:1445",
+    "http://127.0.0.1:8080",
+    "ws://127.0.0.1:8888",
+];
+
+impl ListenerSpec {
+    /// Parses `scheme://host:port` (a trailing `/` is allowed).
+    pub fn parse(uri: &str) -> Result<ListenerSpec, Error> {
+        let invalid = |reason: &str| Error::InvalidListener {
+            uri: uri.to_string(),
+            reason: reason.to_string(),
+        };
+        let (scheme, rest) = uri
+            .split_once("://")
+            .ok_or_else(|| invalid("expected scheme://host:port, e.g. tcp://127.0.0.1:1445"))?;
+        let address = rest.strip_suffix('/').unwrap_or(rest);
+        if scheme.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+        {
+            return Err(invalid("the scheme must be a word such as tcp, http or ws"));
+        }
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("a port is required, e.g. tcp://127.0.0.1:1445"))?;
+        if host.is_empty() || address.contains('/') {
+            return Err(invalid("expected host:port after the scheme"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
+        Ok(ListenerSpec {
+            scheme: scheme.to_ascii_lowercase(),
+            address: address.to_string(),
+        })
+    }
+}
+
+/// Splits command-line values that may each hold several comma-separated URIs.
+pub fn split_uris<S: AsRef<str>>(values: &[S]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.as_ref().split(','))
+        .map(|uri| uri.trim().trim_matches('"').to_string())
+        .filter(|uri| !uri.is_empty())
+        .collect()
+}
+
+/// Parses every URI and keeps those whose scheme is in `supported`.
+///
+/// As in the original mist, a listener of a scheme this server does not
+/// support is skipped with a logged error. A malformed URI is an error.
+pub fn plan(uris: &[String], supported: &[&str]) -> Result<Vec<ListenerSpec>, Error> {
+    let mut specs = Vec::new();
+    for uri in uris {
+        let spec = ListenerSpec::parse(uri)?;
+        if supported.contains(&spec.scheme.as_str()) {
+            specs.push(spec);
+        } else {
+            log::error!(
+                "skipping listener {spec}: the {} scheme is not supported by this server (supported: {})",
+                spec.scheme,
+                supported.join(", ")
+            );
+        }
+    }
+    Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_seed_forms() {
+        let spec = ListenerSpec::parse("tcp://127.0.0.1:1445").unwrap();
+        assert_eq!(
+            (spec.scheme.as_str(), spec.address.as_str()),
+            ("tcp", "127.0.0.1:1445")
+        );
+        assert_eq!(
+            ListenerSpec::parse("WS://[::1]:0/").unwrap().to_string(),
+            "ws://[::1]:0"
+        );
+    }
+
+    #[test]
+    fn malformed_uris_say_what_is_wrong() {
+        for (uri, reason) in [
+            ("127.0.0.1:1445", "expected scheme://host:port"),
+            ("tcp://127.0.0.1", "a port is required"),
+            ("tcp://127.0.0.1:99999", "the port must be a number"),
+            ("tcp://:1445", "expected host:port"),
+        ] {
+            let err = ListenerSpec::parse(uri).unwrap_err().to_string();
+            assert!(err.contains(reason), "{uri}: {err}");
+        }
+    }
+
+    #[test]
+    fn comma_separated_and_repeated_values_combine() {
+        let uris = split_uris(&["tcp://a:1,http://b:2", " ws://c:3 "]);
+        assert_eq!(uris, ["tcp://a:1", "http://b:2", "ws://c:3"]);
+        let plan = plan(&uris, &["tcp"]).unwrap();
+        assert_eq!(plan.len(), 1, "unsupported schemes are skipped");
+    }
+}

@@ -9,6 +9,8 @@ mod client;
 mod server;
 
 use argh::FromArgs;
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// Where the client subcommands connect unless told otherwise.

@@ -1,11 +1,12 @@
 //! The broker state machine: connections in, commands applied, frames out.
 
+use crate::hash::IdHashSet;
 use crate::index::{Index, Interner, TagId};
 use crate::outbox::{Outbox, Queued};
 use crate::{Config, Error};
 use bytes::Bytes;
-use mist_proto::{encode, ProtoError, Request};
-use std::collections::{HashSet, VecDeque};
+use mist_proto::{encode, Command, ProtoError, Request};
+use std::collections::VecDeque;
 use std::fmt;
 
 /// Names one connection for as long as it is open. Ids of closed connections
@@ -75,7 +76,7 @@ pub struct ConnStats {
 
 struct Conn {
     /// Each subscription as its sorted, duplicate-free tag ids.
-    subscriptions: HashSet<Box<[TagId]>>,
+    subscriptions: IdHashSet<Box<[TagId]>>,
     outbox: Outbox,
     /// The last publish delivered here, so several matching subscriptions
     /// still mean one delivery.
@@ -98,6 +99,8 @@ pub struct Engine {
     stats: Stats,
     /// Numbers publishes for once-per-connection delivery.
     publish_seq: u64,
+    /// Reused for each publish's tag ids, to keep allocation off the hot path.
+    scratch: Vec<TagId>,
 }
 
 impl Engine {
@@ -112,6 +115,7 @@ impl Engine {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             publish_seq: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -123,7 +127,7 @@ impl Engine {
     /// Input: a client connected.
     pub fn handle_connect(&mut self) -> ConnId {
         let conn = Conn {
-            subscriptions: HashSet::new(),
+            subscriptions: IdHashSet::default(),
             outbox: Outbox::default(),
             last_publish: 0,
         };
@@ -151,22 +155,23 @@ impl Engine {
             Ok(request) => request,
             Err(e) => return self.reply_error(conn, "", None, Error::from(e)),
         };
-        let outcome = match request.command.as_str() {
-            "ping" => {
+        let outcome = match request.command {
+            Command::Ping => {
                 self.reply(conn, encode::pong());
                 Ok(())
             }
-            "subscribe" => self.subscribe(conn, &request),
-            "unsubscribe" => self.unsubscribe(conn, &request),
-            "publish" => self.publish(conn, &request),
-            "list" => {
+            Command::Subscribe => self.subscribe(conn, &request),
+            Command::Unsubscribe => self.unsubscribe(conn, &request),
+            Command::Publish => self.publish(conn, &request),
+            Command::List => {
                 self.list(conn);
                 Ok(())
             }
-            _ => Err(Error::UnknownCommand),
+            Command::Other(_) => Err(Error::UnknownCommand),
         };
         if let Err(e) = outcome {
-            self.reply_error(conn, &request.command, request.tags.as_deref(), e);
+            let command = request.command.as_str();
+            self.reply_error(conn, command, request.tags.as_deref(), e);
         }
     }
 
@@ -325,16 +330,15 @@ impl Engine {
         let tags = self.required_tags("publish", request)?;
         self.stats.published += 1;
         // Tags no subscription uses cannot narrow a match, so they are skipped.
-        let mut ids: Vec<TagId> = tags.iter().filter_map(|t| self.tags.get(t)).collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        ids.extend(tags.iter().filter_map(|t| self.tags.get(t)));
         ids.sort_unstable();
         ids.dedup();
         self.publish_seq += 1;
         let seq = self.publish_seq;
         let mut frame: Option<Bytes> = None;
-        let data = request.data.as_deref().unwrap_or("");
+        let data = request.data.as_ref();
         let Engine {
             index,
             slots,
@@ -367,6 +371,7 @@ impl Engine {
                 Queued::Dropped => stats.dropped += 1,
             }
         });
+        self.scratch = ids;
         Ok(())
     }
 

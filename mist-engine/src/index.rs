@@ -6,7 +6,8 @@
 //! number of matching subscriptions, not the number of connections.
 
 use crate::engine::ConnId;
-use std::collections::{HashMap, HashSet};
+use crate::hash::{IdHashMap, IdHashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub(crate) type TagId = u32;
@@ -78,8 +79,8 @@ pub(crate) struct Index {
 #[derive(Default)]
 struct Node {
     /// Connections subscribed to exactly the set spelled by the path to here.
-    subscribers: HashSet<ConnId>,
-    children: HashMap<TagId, Node>,
+    subscribers: IdHashSet<ConnId>,
+    children: IdHashMap<TagId, Node>,
 }
 
 impl Node {

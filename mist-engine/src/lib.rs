@@ -61,6 +61,7 @@
 mod config;
 mod engine;
 mod error;
+mod hash;
 mod index;
 mod outbox;
 

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use mist_engine::{Config, ConnId, Engine, Output};
-use mist_proto::{encode, Request};
+use mist_proto::{encode, Data, Request};
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
@@ -113,7 +113,7 @@ impl Harness {
                 let data = data.to_string();
                 let request = Request::new("publish").tags(names(&tags)).data(&data);
                 self.engine.handle_message(id, Ok(request));
-                let frame = encode::publish(&names(&tags), &data);
+                let frame = encode::publish(&names(&tags), Some(&Data::new(&data)));
                 let published = set(&tags);
                 for (j, (_, model)) in self.conns.iter_mut().enumerate() {
                     let wants = model.subscriptions.iter().any(|s| s.is_subset(&published));

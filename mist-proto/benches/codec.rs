@@ -2,7 +2,7 @@
 //! and encoding one publish frame.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use mist_proto::{encode, LineDecoder, Request, DEFAULT_MAX_LINE};
+use mist_proto::{encode, Data, LineDecoder, Request, DEFAULT_MAX_LINE};
 
 fn publish_line(payload: usize) -> Vec<u8> {
     Request::new("publish")
@@ -34,9 +34,9 @@ fn decode(c: &mut Criterion) {
 
 fn encode_publish(c: &mut Criterion) {
     let tags = vec!["bench".to_string(), "other".to_string()];
-    let data = "x".repeat(128);
+    let data = Data::new(&"x".repeat(128));
     c.bench_function("encode publish of 128 B", |b| {
-        b.iter(|| encode::publish(black_box(&tags), black_box(&data)))
+        b.iter(|| encode::publish(black_box(&tags), black_box(Some(&data))))
     });
 }
 

@@ -158,7 +158,10 @@ mod tests {
     }
 
     fn commands(results: Vec<Result<Request, ProtoError>>) -> Vec<String> {
-        results.into_iter().map(|r| r.unwrap().command).collect()
+        results
+            .into_iter()
+            .map(|r| r.unwrap().command.to_string())
+            .collect()
     }
 
     #[test]
@@ -240,7 +243,7 @@ mod tests {
         d.decode(b"\"}\n{\"command\":\"ping\"}\n", &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(
-            out[1].as_ref().unwrap().command,
+            out[1].as_ref().unwrap().command.as_str(),
             "ping",
             "the next line is fine"
         );
@@ -276,7 +279,7 @@ mod tests {
             ),
             (
                 b"{\"command\":\"publish\",\"data\":[]}",
-                "invalid message: invalid type: sequence, expected a string at column 28",
+                "invalid message: invalid type: sequence, expected a string at column 31",
             ),
             (
                 b"{\"command\":\"ping\"} trailing",

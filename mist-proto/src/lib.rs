@@ -24,7 +24,7 @@
 //! let mut out = Vec::new();
 //! decoder.decode::<Request>(b"{\"command\":\"ping\"}\n{\"comm", &mut out);
 //! decoder.decode::<Request>(b"and\":\"list\"}\r\n", &mut out);
-//! let commands: Vec<_> = out.into_iter().map(|r| r.unwrap().command).collect();
+//! let commands: Vec<_> = out.into_iter().map(|r| r.unwrap().command.to_string()).collect();
 //! assert_eq!(commands, ["ping", "list"]);
 //! ```
 
@@ -35,4 +35,4 @@ mod message;
 
 pub use decoder::{LineDecoder, DEFAULT_MAX_LINE};
 pub use error::ProtoError;
-pub use message::{Message, Request};
+pub use message::{Command, Data, Message, Request};

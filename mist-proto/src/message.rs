@@ -1,26 +1,30 @@
 //! The two message shapes on the wire: requests from clients, frames from the server.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, Unexpected};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use std::fmt;
 
 /// A client's request: `{"command": string, "tags": [string], "data": string}`.
 ///
 /// `tags` and `data` are optional and unknown fields are ignored, as in the
 /// original mist. A JSON `null` counts as absent.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    pub command: String,
+    pub command: Command,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
+    pub data: Option<Data>,
 }
 
 impl Request {
     /// A request with a command and nothing else.
-    pub fn new(command: impl Into<String>) -> Request {
+    pub fn new(command: impl Into<Command>) -> Request {
         Request {
             command: command.into(),
-            ..Request::default()
+            tags: None,
+            data: None,
         }
     }
 
@@ -35,8 +39,8 @@ impl Request {
     }
 
     /// Sets the data.
-    pub fn data(mut self, data: impl Into<String>) -> Request {
-        self.data = Some(data.into());
+    pub fn data(mut self, data: impl AsRef<str>) -> Request {
+        self.data = Some(Data::new(data.as_ref()));
         self
     }
 
@@ -45,6 +49,147 @@ impl Request {
         let mut line = serde_json::to_vec(self).expect("a Request always serializes");
         line.push(b'\n');
         line
+    }
+}
+
+/// A request's command. The built-in ones are told apart without allocating;
+/// anything else is kept by name, so that it can be echoed in the error reply.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Command {
+    Ping,
+    Subscribe,
+    Unsubscribe,
+    Publish,
+    List,
+    Other(String),
+}
+
+impl Command {
+    /// The command's name on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Command::Ping => "ping",
+            Command::Subscribe => "subscribe",
+            Command::Unsubscribe => "unsubscribe",
+            Command::Publish => "publish",
+            Command::List => "list",
+            Command::Other(name) => name,
+        }
+    }
+
+    fn builtin(name: &str) -> Option<Command> {
+        Some(match name {
+            "ping" => Command::Ping,
+            "subscribe" => Command::Subscribe,
+            "unsubscribe" => Command::Unsubscribe,
+            "publish" => Command::Publish,
+            "list" => Command::List,
+            _ => return None,
+        })
+    }
+}
+
+impl From<&str> for Command {
+    fn from(name: &str) -> Command {
+        Command::builtin(name).unwrap_or_else(|| Command::Other(name.to_string()))
+    }
+}
+
+impl From<String> for Command {
+    fn from(name: String) -> Command {
+        Command::builtin(&name).unwrap_or(Command::Other(name))
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Command, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Command;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Command, E> {
+                Ok(Command::from(name))
+            }
+            fn visit_string<E>(self, name: String) -> Result<Command, E> {
+                Ok(Command::from(name))
+            }
+        }
+        deserializer.deserialize_str(Name)
+    }
+}
+
+/// A message's data, kept as the JSON string literal the client sent.
+///
+/// A published message is forwarded with its data exactly as written, so the
+/// server never unescapes and re-escapes it. The literal was validated by the
+/// JSON parser, so it cannot contain a raw newline or break the framing.
+#[derive(Clone)]
+pub struct Data(Box<RawValue>);
+
+impl Data {
+    /// Data holding `text`.
+    pub fn new(text: &str) -> Data {
+        let literal = serde_json::to_string(text).expect("a string always serializes");
+        Data(RawValue::from_string(literal).expect("a serialized string is valid JSON"))
+    }
+
+    /// The JSON string literal, quotes included.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The text the literal stands for.
+    pub fn to_text(&self) -> String {
+        serde_json::from_str(self.json()).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Data {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.json())
+    }
+}
+
+/// Equal when they stand for the same text, however it was escaped.
+impl PartialEq for Data {
+    fn eq(&self, other: &Data) -> bool {
+        self.json() == other.json() || self.to_text() == other.to_text()
+    }
+}
+
+impl Eq for Data {}
+
+impl Serialize for Data {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Data, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        let kind = match raw.get().as_bytes().first() {
+            Some(b'"') => return Ok(Data(raw)),
+            Some(b'[') => Unexpected::Seq,
+            Some(b'{') => Unexpected::Map,
+            Some(b't' | b'f') => Unexpected::Other("boolean"),
+            _ => Unexpected::Other("number"),
+        };
+        Err(D::Error::invalid_type(kind, &"a string"))
     }
 }
 
@@ -64,4 +209,44 @@ pub struct Message {
     pub subscriptions: Option<Vec<Vec<String>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_keeps_the_literal_and_compares_by_text() {
+        let sent: Request =
+            serde_json::from_str(r#"{"command":"publish","data":"\u0041\n"}"#).unwrap();
+        let data = sent.data.unwrap();
+        assert_eq!(data.json(), r#""\u0041\n""#, "forwarded as written");
+        assert_eq!(data.to_text(), "A\n");
+        assert_eq!(data, Data::new("A\n"));
+    }
+
+    #[test]
+    fn commands_round_trip_by_name() {
+        for name in [
+            "ping",
+            "subscribe",
+            "unsubscribe",
+            "publish",
+            "list",
+            "Ping",
+            "other",
+        ] {
+            let command = Command::from(name);
+            assert_eq!(command.as_str(), name);
+            assert_eq!(
+                serde_json::to_string(&command).unwrap(),
+                format!("\"{name}\"")
+            );
+        }
+        assert_eq!(
+            Command::from("PING"),
+            Command::Other("PING".into()),
+            "case-sensitive"
+        );
+    }
 }

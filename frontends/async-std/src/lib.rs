@@ -18,7 +18,7 @@
 
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
-use mist_frontend::listener::{plan, ListenerSpec};
+use mist_frontend::listener::{bind_tcp, plan, ListenerSpec};
 use mist_frontend::{serve, Error, Hub};
 use std::io;
 use std::net::SocketAddr;
@@ -44,12 +44,7 @@ impl Server {
     pub async fn bind(hub: Arc<Hub>, uris: &[String]) -> Result<Server, Error> {
         let mut listeners = Vec::new();
         for spec in plan(uris, &SCHEMES)? {
-            let listener = TcpListener::bind(spec.address.as_str())
-                .await
-                .map_err(|source| Error::Bind {
-                    uri: spec.to_string(),
-                    source,
-                })?;
+            let listener = TcpListener::from(bind_tcp(&spec)?);
             let bound = ListenerSpec {
                 address: local_addr(&listener),
                 ..spec

@@ -1,7 +1,7 @@
 //! One client connection: its read loop and its write loop.
 
 use crate::hub::{Hub, Link};
-use futures::future::{select, Either};
+use futures::future::{poll_fn, select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use mist_engine::ConnId;
 use mist_proto::LineDecoder;
@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 /// Reads start small so that idle connections stay cheap, and grow while a
 /// client fills them, so that a busy publisher is read in large chunks.
@@ -81,7 +82,26 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if n == buf.len() && buf.len() < LARGEST_READ {
             buf.resize(buf.len() * 2, 0);
         }
+        // Let the writers this read woke run before reading more, so that a
+        // publisher on a busy server is paced by the delivery it causes
+        // instead of outrunning it until subscribers' outboxes overflow. A
+        // stalled subscriber's writer is not runnable, so it slows no one.
+        yield_now().await;
     }
+}
+
+/// Goes to the back of the executor's queue once, on any runtime.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(

@@ -1,7 +1,15 @@
 //! Listener URIs: `scheme://host:port`, as the original mist takes them.
 
 use crate::Error;
+use socket2::{Domain, Protocol, Socket, Type};
 use std::fmt;
+use std::io;
+use std::net::{TcpListener, ToSocketAddrs};
+
+/// Connections the kernel queues for a listener before it refuses more. The
+/// default of 128 overflows when many clients connect at once, and a refused
+/// SYN costs the client a one-second retransmit.
+const ACCEPT_BACKLOG: i32 = 1024;
 
 /// One listener a server was asked to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +64,39 @@ impl ListenerSpec {
             address: address.to_string(),
         })
     }
+}
+
+/// Binds a non-blocking TCP listener for a runtime to wrap.
+///
+/// `SO_REUSEADDR` lets a restarted server bind while old connections linger
+/// in TIME_WAIT; it does not let two servers share a port.
+pub fn bind_tcp(spec: &ListenerSpec) -> Result<TcpListener, Error> {
+    let bind_error = |source: io::Error| Error::Bind {
+        uri: spec.to_string(),
+        source,
+    };
+    let address = spec
+        .address
+        .to_socket_addrs()
+        .map_err(bind_error)?
+        .next()
+        .ok_or_else(|| {
+            bind_error(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the host has no address",
+            ))
+        })?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(bind_error)?;
+    socket.set_reuse_address(true).map_err(bind_error)?;
+    socket.bind(&address.into()).map_err(bind_error)?;
+    socket.listen(ACCEPT_BACKLOG).map_err(bind_error)?;
+    socket.set_nonblocking(true).map_err(bind_error)?;
+    Ok(socket.into())
 }
 
 /// Splits command-line values that may each hold several comma-separated URIs.

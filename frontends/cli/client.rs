@@ -225,7 +225,12 @@ pub fn unsubscribe(cmd: &Unsubscribe) -> Result<(), Failure> {
 
 pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
     let mut conn = Connection::open(&cmd.host)?;
-    let early = conn.confirm(&Request::new("subscribe").tags(tags_of(&cmd.tags)?))?;
+    let tags = tags_of(&cmd.tags)?;
+    let early = conn.confirm(&Request::new("subscribe").tags(&tags))?;
+    eprintln!(
+        "mist: subscribed to {}; waiting for messages",
+        tags.join(",")
+    );
     let mut early = early.into_iter();
     let mut stdout = io::stdout().lock();
     let mut printed = 0;

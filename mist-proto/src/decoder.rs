@@ -114,6 +114,16 @@ fn push_line<T: DeserializeOwned>(line: &[u8], out: &mut Vec<Result<T, ProtoErro
     out.push(parse_line(line));
 }
 
+/// What went wrong, without serde_json's "at line L column C" suffix.
+pub(crate) fn describe(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match full.strip_suffix(&position) {
+        Some(what) => what.to_string(),
+        None => full,
+    }
+}
+
 /// Decodes one line (without its line ending) into `T`.
 pub(crate) fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Result<T, ProtoError> {
     let text = std::str::from_utf8(line).map_err(|e| ProtoError::InvalidUtf8 {
@@ -130,12 +140,10 @@ pub(crate) fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Result<T, ProtoErr
 }
 
 fn json_error(e: serde_json::Error) -> ProtoError {
-    // serde_json says "at line 1 column N"; every message is one line, so keep the column.
-    let full = e.to_string();
-    let position = format!(" at line {} column {}", e.line(), e.column());
-    let detail = match full.strip_suffix(&position) {
-        Some(what) => format!("{what} at column {}", e.column()),
-        None => full,
+    // Every message is one line, so the column alone says where.
+    let detail = match e.line() {
+        0 => describe(&e),
+        _ => format!("{} at column {}", describe(&e), e.column()),
     };
     match e.classify() {
         Category::Data => ProtoError::InvalidMessage { detail },

@@ -183,7 +183,20 @@ impl<'de> Deserialize<'de> for Data {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Data, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         let kind = match raw.get().as_bytes().first() {
-            Some(b'"') => return Ok(Data(raw)),
+            Some(b'"') => {
+                // The parser checked the literal's framing, not what its escapes
+                // stand for: a lone surrogate such as "\ud800" would pass and then
+                // break every strict client it is forwarded to.
+                if raw.get().contains('\\') {
+                    if let Err(e) = serde_json::from_str::<String>(raw.get()) {
+                        let what = crate::decoder::describe(&e);
+                        return Err(D::Error::custom(format_args!(
+                            "data is not a valid string: {what}"
+                        )));
+                    }
+                }
+                return Ok(Data(raw));
+            }
             Some(b'[') => Unexpected::Seq,
             Some(b'{') => Unexpected::Map,
             Some(b't' | b'f') => Unexpected::Other("boolean"),
@@ -223,6 +236,16 @@ mod tests {
         assert_eq!(data.json(), r#""\u0041\n""#, "forwarded as written");
         assert_eq!(data.to_text(), "A\n");
         assert_eq!(data, Data::new("A\n"));
+    }
+
+    #[test]
+    fn data_with_an_escape_that_is_no_character_is_refused() {
+        let sent = serde_json::from_str::<Request>(r#"{"command":"publish","data":"a\ud800"}"#);
+        let error = sent.unwrap_err().to_string();
+        assert!(
+            error.starts_with("data is not a valid string: unexpected end of hex escape at"),
+            "{error}"
+        );
     }
 
     #[test]

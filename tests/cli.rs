@@ -1,0 +1,292 @@
+//! The `mist` command line: server flags, client subcommands, exit statuses.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use support::{mist, Server, TIMEOUT};
+
+fn run(args: &[&str]) -> Output {
+    mist()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("mist runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn version() {
+    for flag in ["-v", "--version"] {
+        let out = run(&[flag]);
+        assert!(out.status.success());
+        assert_eq!(
+            stdout(&out).trim(),
+            format!("mist {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+#[test]
+fn ping_prints_pong_and_the_round_trip_time() {
+    let server = Server::start();
+    let out = run(&["ping", "--host", &server.addr]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("pong (") && text.trim_end().ends_with(" ms)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn subscribe_prints_what_publish_sends() {
+    let server = Server::start();
+    let mut subscriber = mist()
+        .args([
+            "subscribe",
+            "--tags",
+            "a,b",
+            "--count",
+            "2",
+            "--host",
+            &server.addr,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The subscriber says on stderr when its subscription is in place.
+    let stderr = subscriber.stderr.take().unwrap();
+    let (ready, subscribed) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("subscribed to a,b") {
+                let _ = ready.send(());
+            }
+        }
+    });
+    subscribed
+        .recv_timeout(TIMEOUT)
+        .expect("the subscriber subscribes");
+    for (tags, data) in [
+        ("a", "not for it"),
+        ("b,a,c", "first"),
+        ("a,b", "line\nbreak"),
+    ] {
+        let out = run(&[
+            "publish",
+            "--tags",
+            tags,
+            "--data",
+            data,
+            "--host",
+            &server.addr,
+        ]);
+        assert!(out.status.success(), "{}", self::stderr(&out));
+    }
+    let out = subscriber.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON message per line"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            serde_json::json!({"command":"publish","tags":["b","a","c"],"data":"first"}),
+            serde_json::json!({"command":"publish","tags":["a","b"],"data":"line\nbreak"}),
+        ]
+    );
+}
+
+#[test]
+fn list_and_unsubscribe() {
+    let server = Server::start();
+    let out = run(&[
+        "list",
+        "--subscribe",
+        "b,a",
+        "--subscribe",
+        "c",
+        "--host",
+        &server.addr,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reply: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(reply["data"], "a,b c");
+    assert_eq!(
+        reply["subscriptions"],
+        serde_json::json!([["a", "b"], ["c"]])
+    );
+    let out = run(&["unsubscribe", "--tags", "a", "--host", &server.addr]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn server_errors_go_to_stderr_with_status_1() {
+    let server = Server::start_with(&["--max-tags", "2"]);
+    let out = run(&[
+        "publish",
+        "--tags",
+        "a,b,c",
+        "--data",
+        "x",
+        "--host",
+        &server.addr,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("server error: too many tags: at most 2"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run(&["ping", "--host", &format!("127.0.0.1:{port}")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot connect to mist at"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_startup_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("tcp://{}", taken.local_addr().unwrap());
+    let out = run(&["--server", "--listeners", &uri]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "cannot listen on {uri}: the address is already in use"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unsupported_listeners_are_skipped_and_none_left_is_fatal() {
+    let out = run(&["--server", "--listeners", "gopher://127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(
+        text.contains("skipping listener gopher://127.0.0.1:0"),
+        "{text}"
+    );
+    assert!(text.contains("no listener could be started"), "{text}");
+}
+
+#[test]
+fn listeners_may_be_repeated_or_comma_separated() {
+    let mut server = mist()
+        .args([
+            "--server",
+            "--listeners",
+            "tcp://127.0.0.1:0,gopher://127.0.0.1:0",
+            "--listeners",
+            "tcp://127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let (line, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = line.send(l);
+        }
+    });
+    let mut listening = 0;
+    while listening < 2 {
+        let l = lines.recv_timeout(TIMEOUT).expect("two listeners start");
+        listening += usize::from(l.contains("listening on tcp://127.0.0.1:"));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn bad_flag_values_are_usage_errors() {
+    for (args, message) in [
+        (
+            &["--server", "--log-level", "loud"][..],
+            "invalid --log-level \"loud\"",
+        ),
+        (
+            &["--server", "--max-line", "0"][..],
+            "--max-line must be at least 1",
+        ),
+        (
+            &["--server", "--listeners", "127.0.0.1:1445"][..],
+            "expected scheme://host:port",
+        ),
+        (&[][..], "nothing to do"),
+        (
+            &["bench", "--mode", "sideways"][..],
+            "unknown --mode \"sideways\"",
+        ),
+        (
+            &["publish", "--tags", ","][..],
+            "--tags needs at least one tag",
+        ),
+    ] {
+        let out = run(args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn bench_measures_fanout_and_latency() {
+    let server = Server::start();
+    let out = run(&[
+        "bench",
+        "--subs",
+        "3",
+        "--msgs",
+        "500",
+        "--size",
+        "64",
+        "--host",
+        &server.addr,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("delivered         1500 msgs"), "{text}");
+    assert!(text.contains("(0 of 1500 deliveries missing)"), "{text}");
+    let out = run(&[
+        "bench",
+        "--mode",
+        "latency",
+        "--rate",
+        "200",
+        "--duration",
+        "0.5",
+        "--host",
+        &server.addr,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("received 100 of 100 messages"), "{text}");
+    assert!(text.contains("p99"), "{text}");
+}

@@ -25,6 +25,13 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Asserts that the command exited with `code` and said `message` on stderr.
+fn assert_fails(out: &Output, code: i32, message: &str) {
+    let said = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{said}");
+    assert!(said.contains(message), "expected {message:?} in: {said}");
+}
+
 #[test]
 fn version() {
     for flag in ["-v", "--version"] {
@@ -145,12 +152,7 @@ fn server_errors_go_to_stderr_with_status_1() {
         "--host",
         &server.addr,
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("server error: too many tags: at most 2"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 1, "server error: too many tags: at most 2");
 }
 
 #[test]
@@ -161,12 +163,7 @@ fn an_unreachable_server_is_a_clear_error() {
         .unwrap()
         .port();
     let out = run(&["ping", "--host", &format!("127.0.0.1:{port}")]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("cannot connect to mist at"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails(&out, 1, "cannot connect to mist at");
 }
 
 #[test]
@@ -174,13 +171,10 @@ fn a_port_in_use_is_a_clear_startup_error() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let uri = format!("tcp://{}", taken.local_addr().unwrap());
     let out = run(&["--server", "--listeners", &uri]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains(&format!(
-            "cannot listen on {uri}: the address is already in use"
-        )),
-        "{}",
-        stderr(&out)
+    assert_fails(
+        &out,
+        1,
+        &format!("cannot listen on {uri}: the address is already in use"),
     );
 }
 

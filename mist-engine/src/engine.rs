@@ -147,6 +147,7 @@ impl Engine {
     }
 
     /// Input: one line from `conn`, decoded or not. Unknown ids are ignored.
+    /// A failure is answered in `conn`'s outbox, in order with its other replies.
     pub fn handle_message(&mut self, conn: ConnId, message: Result<Request, ProtoError>) {
         if self.conn(conn).is_none() {
             return;
@@ -155,23 +156,32 @@ impl Engine {
             Ok(request) => request,
             Err(e) => return self.reply_error(conn, "", None, Error::from(e)),
         };
-        let outcome = match request.command {
+        if let Err(e) = self.handle_command(conn, &request) {
+            let command = request.command.as_str();
+            self.reply_error(conn, command, request.tags.as_deref(), e);
+        }
+    }
+
+    /// Input: a request from `conn` whose failure the caller reports itself,
+    /// for transports that answer out of band (an HTTP status, say). Replies
+    /// on success are queued as usual.
+    pub fn handle_command(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
+        if self.conn(conn).is_none() {
+            return Ok(());
+        }
+        match request.command {
             Command::Ping => {
                 self.reply(conn, encode::pong());
                 Ok(())
             }
-            Command::Subscribe => self.subscribe(conn, &request),
-            Command::Unsubscribe => self.unsubscribe(conn, &request),
-            Command::Publish => self.publish(conn, &request),
+            Command::Subscribe => self.subscribe(conn, request),
+            Command::Unsubscribe => self.unsubscribe(conn, request),
+            Command::Publish => self.publish(conn, request),
             Command::List => {
                 self.list(conn);
                 Ok(())
             }
             Command::Other(_) => Err(Error::UnknownCommand),
-        };
-        if let Err(e) = outcome {
-            let command = request.command.as_str();
-            self.reply_error(conn, command, request.tags.as_deref(), e);
         }
     }
 

@@ -19,6 +19,9 @@ pub enum ProtoError {
     /// The line is a JSON object whose fields do not fit the protocol
     /// (a missing `command`, a field of the wrong type, ...).
     InvalidMessage { detail: String },
+    /// A message-based transport (WebSocket) delivered binary data; mist
+    /// messages are JSON text.
+    BinaryFrame,
 }
 
 impl fmt::Display for ProtoError {
@@ -38,6 +41,9 @@ impl fmt::Display for ProtoError {
                 "invalid message: expected a JSON object like {{\"command\":\"ping\"}}"
             ),
             ProtoError::InvalidMessage { detail } => write!(f, "invalid message: {detail}"),
+            ProtoError::BinaryFrame => f.write_str(
+                "binary frames are not supported: send each message as JSON in a text frame",
+            ),
         }
     }
 }

@@ -1,14 +1,23 @@
-//! One client connection: its read loop and its write loop.
+//! One client connection: a session with the engine, driven by a read loop
+//! and a write loop over a transport.
+//!
+//! Transports differ only in how bytes arrive and how frames leave: a TCP
+//! stream carries lines, a WebSocket carries messages, an SSE stream carries
+//! events. [`Inbound`] and [`Outbound`] are those two halves; everything else
+//! (decoding, ordering, backpressure, flushing on close) is written once here.
 
 use crate::hub::{Hub, Link};
+use bytes::Bytes;
 use futures::future::{poll_fn, select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use mist_engine::ConnId;
-use mist_proto::LineDecoder;
+use mist_proto::{LineDecoder, ProtoError, Request};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::Poll;
 
 /// Reads start small so that idle connections stay cheap, and grow while a
@@ -18,75 +27,126 @@ const LARGEST_READ: usize = 64 * 1024;
 /// The write buffer is given back when a burst left it larger than this.
 const RETAINED_WRITE_BUFFER: usize = 256 * 1024;
 
-/// Serves one client until it disconnects or its socket fails.
-///
-/// `reader` and `writer` are the two halves of the client's byte stream. When
-/// the client closes its sending side, its subscriptions end, the replies
-/// already queued for it are still written, and then `serve` returns. Errors
-/// are the socket's; protocol errors are answered to the client instead.
-pub async fn serve<R, W>(hub: &Hub, reader: R, writer: W) -> io::Result<()>
+/// The receiving half of a transport.
+pub trait Inbound: Send {
+    /// Waits for the client's next bytes and decodes every line they complete
+    /// into `out`. Resolves to `false` once the client will send nothing more.
+    fn receive<'a>(
+        &'a mut self,
+        decoder: &'a mut LineDecoder,
+        out: &'a mut Vec<Result<Request, ProtoError>>,
+    ) -> impl Future<Output = io::Result<bool>> + Send + 'a;
+}
+
+/// The sending half of a transport.
+pub trait Outbound: Send {
+    /// Sends a batch of frames, each one complete line ending in `\n`.
+    fn send<'a>(
+        &'a mut self,
+        frames: &'a VecDeque<Bytes>,
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a;
+}
+
+/// Serves one client over a byte stream until it disconnects or the socket
+/// fails. See [`Session::run`].
+pub async fn serve<R, W>(hub: &Arc<Hub>, reader: R, writer: W) -> io::Result<()>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
 {
-    let (conn, link) = hub.connect();
-    // Forget the connection however this future ends, even when it is dropped.
-    let _registered = Registered { hub, conn };
-    let read = pin!(read_loop(hub, conn, &link, reader));
-    let write = pin!(write_loop(hub, conn, &link, writer));
-    match select(read, write).await {
-        Either::Left((read_result, write)) => {
-            hub.input_closed(conn);
-            link.input_done.store(true, Ordering::Release);
-            link.outbox_ready.notify();
-            let write_result = write.await;
-            read_result.and(write_result)
+    Session::open(hub)
+        .run(ByteInbound::new(reader), ByteOutbound::new(writer))
+        .await
+}
+
+/// A client's connection to the engine. Dropping it disconnects the client,
+/// however the task serving it ends.
+pub struct Session {
+    hub: Arc<Hub>,
+    conn: ConnId,
+    link: Arc<Link>,
+}
+
+impl Session {
+    /// Connects a new client.
+    pub fn open(hub: &Arc<Hub>) -> Session {
+        let (conn, link) = hub.connect();
+        Session {
+            hub: hub.clone(),
+            conn,
+            link,
         }
-        Either::Right((write_result, _read)) => write_result,
+    }
+
+    /// Applies a request now and returns its failure instead of queueing an
+    /// error reply: for transports that answer with an HTTP status.
+    pub fn command(&self, request: &Request) -> Result<(), mist_engine::Error> {
+        self.hub.command(self.conn, request)
+    }
+
+    /// Runs the connection: lines from `inbound` go to the engine in order,
+    /// frames for this client go out through `outbound`. When the client
+    /// stops sending, its subscriptions end, what is already queued for it is
+    /// still sent, and then `run` returns. Errors are the transport's;
+    /// protocol errors are answered to the client instead.
+    pub async fn run(self, inbound: impl Inbound, outbound: impl Outbound) -> io::Result<()> {
+        let read = pin!(read_loop(&self, inbound));
+        let write = pin!(write_loop(&self, outbound));
+        match select(read, write).await {
+            Either::Left((read_result, write)) => {
+                self.hub.input_closed(self.conn);
+                self.link.input_done.store(true, Ordering::Release);
+                self.link.outbox_ready.notify();
+                let write_result = write.await;
+                read_result.and(write_result)
+            }
+            Either::Right((write_result, _read)) => write_result,
+        }
     }
 }
 
-struct Registered<'a> {
-    hub: &'a Hub,
-    conn: ConnId,
-}
-
-impl Drop for Registered<'_> {
+impl Drop for Session {
     fn drop(&mut self) {
         self.hub.disconnect(self.conn);
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    hub: &Hub,
-    conn: ConnId,
-    link: &Link,
-    mut reader: R,
-) -> io::Result<()> {
+async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<()> {
+    let (hub, conn) = (&session.hub, session.conn);
     let mut decoder = LineDecoder::new(hub.max_line());
-    let mut buf = vec![0; FIRST_READ];
     let mut decoded = Vec::new();
-    loop {
-        let n = reader.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        decoder.decode(&buf[..n], &mut decoded);
+    while inbound.receive(&mut decoder, &mut decoded).await? {
         if !decoded.is_empty() && !hub.handle_messages(conn, &mut decoded) {
             // The client is not reading its replies: stop reading its requests
             // until the writer has made room.
             while !hub.accepts_input(conn) {
-                link.room.wait().await;
+                session.link.room.wait().await;
             }
         }
-        if n == buf.len() && buf.len() < LARGEST_READ {
-            buf.resize(buf.len() * 2, 0);
-        }
-        // Let the writers this read woke run before reading more, so that a
+        // Let the writers this input woke run before reading more, so that a
         // publisher on a busy server is paced by the delivery it causes
         // instead of outrunning it until subscribers' outboxes overflow. A
         // stalled subscriber's writer is not runnable, so it slows no one.
         yield_now().await;
+    }
+    Ok(())
+}
+
+async fn write_loop(session: &Session, mut outbound: impl Outbound) -> io::Result<()> {
+    let (hub, conn, link) = (&session.hub, session.conn, &session.link);
+    let mut batch = VecDeque::new();
+    loop {
+        // Taking a batch also acknowledges the previous one as written.
+        let got = hub.transmit(conn, &mut batch);
+        link.room.notify();
+        if got {
+            outbound.send(&batch).await?;
+            batch.clear();
+        } else if link.input_done.load(Ordering::Acquire) {
+            return Ok(());
+        } else {
+            link.outbox_ready.wait().await;
+        }
     }
 }
 
@@ -104,39 +164,66 @@ async fn yield_now() {
     .await
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    hub: &Hub,
-    conn: ConnId,
-    link: &Link,
-    mut writer: W,
-) -> io::Result<()> {
-    let mut batch = VecDeque::new();
-    let mut coalesced = Vec::new();
-    loop {
-        // Taking a batch also acknowledges the previous one as written.
-        let got = hub.transmit(conn, &mut batch);
-        link.room.notify();
-        if !got {
-            if link.input_done.load(Ordering::Acquire) {
-                return writer.flush().await;
-            }
-            link.outbox_ready.wait().await;
-            continue;
+/// Lines over a byte stream (TCP).
+struct ByteInbound<R> {
+    reader: R,
+    buf: Vec<u8>,
+}
+
+impl<R> ByteInbound<R> {
+    fn new(reader: R) -> Self {
+        ByteInbound {
+            reader,
+            buf: vec![0; FIRST_READ],
         }
-        if let [frame] = batch.as_slices().0 {
-            writer.write_all(frame).await?;
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send> Inbound for ByteInbound<R> {
+    async fn receive(
+        &mut self,
+        decoder: &mut LineDecoder,
+        out: &mut Vec<Result<Request, ProtoError>>,
+    ) -> io::Result<bool> {
+        let n = self.reader.read(&mut self.buf).await?;
+        decoder.decode(&self.buf[..n], out);
+        if n == self.buf.len() && self.buf.len() < LARGEST_READ {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        Ok(n > 0)
+    }
+}
+
+/// Frames coalesced into as few writes as possible (TCP).
+struct ByteOutbound<W> {
+    writer: W,
+    coalesced: Vec<u8>,
+}
+
+impl<W> ByteOutbound<W> {
+    fn new(writer: W) -> Self {
+        ByteOutbound {
+            writer,
+            coalesced: Vec::new(),
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send> Outbound for ByteOutbound<W> {
+    async fn send(&mut self, frames: &VecDeque<Bytes>) -> io::Result<()> {
+        if let [frame] = frames.as_slices().0 {
+            self.writer.write_all(frame).await?;
         } else {
-            coalesced.clear();
-            for frame in &batch {
-                coalesced.extend_from_slice(frame);
+            self.coalesced.clear();
+            for frame in frames {
+                self.coalesced.extend_from_slice(frame);
             }
-            writer.write_all(&coalesced).await?;
-            if coalesced.capacity() > RETAINED_WRITE_BUFFER {
-                coalesced = Vec::new();
+            self.writer.write_all(&self.coalesced).await?;
+            if self.coalesced.capacity() > RETAINED_WRITE_BUFFER {
+                self.coalesced = Vec::new();
             }
         }
-        batch.clear();
-        writer.flush().await?;
+        self.writer.flush().await
     }
 }
 
@@ -151,7 +238,7 @@ mod tests {
     /// its end, then every reply is flushed before `serve` returns.
     #[test]
     fn replies_are_flushed_after_the_client_stops_sending() {
-        let hub = Hub::new(Config::default(), 1024);
+        let hub = Arc::new(Hub::new(Config::default(), 1024));
         let input = Cursor::new(
             b"{\"command\":\"subscribe\",\"tags\":[\"a\"]}\n{\"command\":\"list\"}\nnot json\n{\"command\":\"ping\"}\n"
                 .to_vec(),

@@ -88,6 +88,20 @@ impl Hub {
         accepts
     }
 
+    /// Applies a request, returning its failure rather than queueing it.
+    pub(crate) fn command(
+        &self,
+        conn: ConnId,
+        request: &Request,
+    ) -> Result<(), mist_engine::Error> {
+        let mut state = self.lock();
+        let outcome = state.engine.handle_command(conn, request);
+        let woken = drain_outputs(&mut state);
+        drop(state);
+        wake(woken);
+        outcome
+    }
+
     pub(crate) fn accepts_input(&self, conn: ConnId) -> bool {
         self.lock().engine.accepts_input(conn)
     }

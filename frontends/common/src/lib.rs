@@ -19,6 +19,6 @@ mod hub;
 pub mod listener;
 mod signal;
 
-pub use connection::serve;
+pub use connection::{serve, Inbound, Outbound, Session};
 pub use error::Error;
 pub use hub::Hub;

@@ -118,7 +118,7 @@ fn frames_split_across_writes_crlf_and_pipelining() {
     let lines = b"{\"command\":\"subscribe\",\"tags\":[\"s\"]}\r\n\r\n{\"command\":\"list\"}\r\n{\"command\":\"ping\"}\n";
     for byte in lines {
         client.send_raw(&[*byte]);
-        client.stream.flush().unwrap();
+        client.stream().flush().unwrap();
     }
     assert_eq!(client.recv().data.as_deref(), Some("s"));
     assert_eq!(client.recv().data.as_deref(), Some("pong"));
@@ -220,7 +220,7 @@ fn closing_the_sending_side_still_flushes_replies() {
     let server = Server::start();
     let mut client = server.connect();
     client.send_raw(b"{\"command\":\"subscribe\",\"tags\":[\"a\"]}\n{\"command\":\"list\"}\n{\"command\":\"ping\"}\n");
-    client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    client.stream().shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(client.recv().data.as_deref(), Some("a"));
     assert_eq!(client.recv().data.as_deref(), Some("pong"));
 }
@@ -267,7 +267,7 @@ fn a_stalled_subscriber_loses_messages_but_nobody_waits_for_it() {
     // Once it reads again, the stalled subscriber gets what fit, oldest first,
     // and its connection still works.
     stalled
-        .stream
+        .stream()
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let kept = stalled.deliveries();

@@ -30,9 +30,19 @@ struct Cli {
 
     /// listener URI to serve, repeatable or comma-separated
     /// (default: tcp://127.0.0.1:1445,http://127.0.0.1:8080,ws://127.0.0.1:8888;
-    /// schemes this build does not serve yet are skipped with an error)
+    /// schemes the runtime does not serve are skipped with an error)
     #[argh(option)]
     listeners: Vec<String>,
+
+    /// async runtime: async-std (serves tcp, ws and http) or smol (serves tcp
+    /// and ws) (default: async-std)
+    #[argh(option, default = "String::from(\"async-std\")")]
+    runtime: String,
+
+    /// origin allowed to use the HTTP endpoints from a browser (CORS),
+    /// repeatable (default: *, any origin)
+    #[argh(option)]
+    cors_origin: Vec<String>,
 
     /// log level: trace, debug, info, warn or error (default: info)
     #[argh(option, default = "String::from(\"info\")")]

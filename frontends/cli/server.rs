@@ -3,7 +3,7 @@
 use crate::{Cli, Failure};
 use mist_engine::Config;
 use mist_frontend::listener::{split_uris, DEFAULT_LISTENERS};
-use mist_frontend::Hub;
+use mist_frontend::{HttpOptions, Hub};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -16,12 +16,28 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     } else {
         split_uris(&cli.listeners)
     };
+    let http = HttpOptions {
+        allowed_origins: if cli.cors_origin.is_empty() {
+            HttpOptions::default().allowed_origins
+        } else {
+            cli.cors_origin.clone()
+        },
+    };
     let hub = Arc::new(Hub::new(config, max_line));
-    async_std::task::block_on(async {
-        let server = mist_async_std::Server::bind(hub, &uris).await?;
-        server.run().await;
-        Ok(())
-    })
+    match cli.runtime.as_str() {
+        "async-std" => async_std::task::block_on(async {
+            let server = mist_async_std::Server::bind(hub, &uris, http).await?;
+            server.run().await;
+            Ok(())
+        }),
+        "smol" => {
+            mist_smol::Server::bind(hub, &uris)?.run();
+            Ok(())
+        }
+        other => Err(Failure::Usage(format!(
+            "unknown --runtime {other:?}: use async-std or smol"
+        ))),
+    }
 }
 
 fn init_logging(level: &str) -> Result<(), Failure> {

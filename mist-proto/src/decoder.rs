@@ -114,6 +114,12 @@ fn push_line<T: DeserializeOwned>(line: &[u8], out: &mut Vec<Result<T, ProtoErro
     out.push(parse_line(line));
 }
 
+/// Decodes one whole JSON document, such as an HTTP request body, with the
+/// same checks and errors as a line. Surrounding whitespace is allowed.
+pub fn decode_document<T: DeserializeOwned>(document: &[u8]) -> Result<T, ProtoError> {
+    parse_line(document.trim_ascii())
+}
+
 /// What went wrong, without serde_json's "at line L column C" suffix.
 pub(crate) fn describe(e: &serde_json::Error) -> String {
     let full = e.to_string();

@@ -33,6 +33,6 @@ pub mod encode;
 mod error;
 mod message;
 
-pub use decoder::{LineDecoder, DEFAULT_MAX_LINE};
+pub use decoder::{decode_document, LineDecoder, DEFAULT_MAX_LINE};
 pub use error::ProtoError;
-pub use message::{Command, Data, Message, Request};
+pub use message::{Command, Data, Message, Publication, Request};

@@ -52,6 +52,26 @@ impl Request {
     }
 }
 
+/// The body of a publish made over HTTP: `{"tags": [...], "data": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Publication {
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub data: Option<Data>,
+}
+
+impl Publication {
+    /// The `publish` request it stands for.
+    pub fn into_request(self) -> Request {
+        Request {
+            command: Command::Publish,
+            tags: self.tags,
+            data: self.data,
+        }
+    }
+}
+
 /// A request's command. The built-in ones are told apart without allocating;
 /// anything else is kept by name, so that it can be echoed in the error reply.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

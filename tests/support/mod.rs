@@ -1,28 +1,44 @@
-//! Test support: the real `mist` binary as a server process, and a plain
-//! blocking TCP client speaking its line protocol.
+//! Test support: the real `mist` binary as a server process, and plain
+//! blocking clients for each transport (TCP lines, WebSocket, HTTP).
 
 #![allow(dead_code)] // each test file uses a different part
 
 use mist_proto::{LineDecoder, Message, Request};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::WebSocket;
 
 /// How long a test waits for anything the server should do promptly.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Both runtimes a server can run on.
+pub const RUNTIMES: [&str; 2] = ["async-std", "smol"];
 
 pub fn mist() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mist"))
 }
 
-/// A running `mist --server` on a free port, killed when dropped.
+/// The listener schemes a runtime serves.
+fn schemes(runtime: &str) -> &'static [&'static str] {
+    match runtime {
+        "smol" => &["tcp", "ws"],
+        _ => &["tcp", "ws", "http"],
+    }
+}
+
+/// A running `mist --server` on free ports, killed when dropped.
 pub struct Server {
     child: Child,
+    /// `host:port` of the TCP listener.
     pub addr: String,
+    /// `host:port` of each listener, by scheme.
+    pub listeners: HashMap<String, String>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -31,15 +47,19 @@ impl Server {
         Server::start_with(&[])
     }
 
-    /// Starts the server with extra flags and waits until it listens.
+    /// Starts the async-std server with extra flags and waits until it listens.
     pub fn start_with(args: &[&str]) -> Server {
+        Server::start_on("async-std", args)
+    }
+
+    /// Starts a server on `runtime` with a TCP, a WebSocket and an HTTP
+    /// listener (those the runtime serves) and waits until they listen.
+    pub fn start_on(runtime: &str, args: &[&str]) -> Server {
         let mut child = mist()
+            .args(["--server", "--runtime", runtime, "--log-level", "debug"])
             .args([
-                "--server",
                 "--listeners",
-                "tcp://127.0.0.1:0",
-                "--log-level",
-                "debug",
+                "tcp://127.0.0.1:0,ws://127.0.0.1:0,http://127.0.0.1:0",
             ])
             .args(args)
             .stdin(Stdio::null())
@@ -54,20 +74,52 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some((_, addr)) = line.split_once("listening on tcp://") {
-                    let _ = found.send(addr.trim().to_string());
+                if let Some((_, uri)) = line.split_once("listening on ") {
+                    if let Some((scheme, addr)) = uri.trim().split_once("://") {
+                        let _ = found.send((scheme.to_string(), addr.to_string()));
+                    }
                 }
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = listening
-            .recv_timeout(TIMEOUT)
-            .unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));
-        Server { child, addr, log }
+        let mut listeners = HashMap::new();
+        while listeners.len() < schemes(runtime).len() {
+            let (scheme, addr) = listening
+                .recv_timeout(TIMEOUT)
+                .unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));
+            listeners.insert(scheme, addr);
+        }
+        Server {
+            child,
+            addr: listeners["tcp"].clone(),
+            listeners,
+            log,
+        }
     }
 
+    /// A client of the TCP listener.
     pub fn connect(&self) -> Client {
-        Client::connect(&self.addr)
+        Client::tcp(&self.addr)
+    }
+
+    /// A client over `transport`.
+    pub fn client(&self, transport: Transport) -> Client {
+        match transport {
+            Transport::Tcp => Client::tcp(&self.addr),
+            Transport::Ws => Client::websocket(&format!(
+                "ws://{}/subscribe/websocket",
+                self.listeners["ws"]
+            )),
+            Transport::HttpWs => Client::websocket(&format!(
+                "ws://{}/subscribe/websocket",
+                self.listeners["http"]
+            )),
+        }
+    }
+
+    /// `host:port` of the HTTP listener.
+    pub fn http(&self) -> &str {
+        &self.listeners["http"]
     }
 
     pub fn pid(&self) -> u32 {
@@ -101,31 +153,94 @@ impl Drop for Server {
     }
 }
 
-/// A blocking client of the line protocol.
+/// How a test client reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Lines over the TCP listener.
+    Tcp,
+    /// WebSocket on the `ws://` listener.
+    Ws,
+    /// WebSocket on the HTTP listener's `/subscribe/websocket`.
+    HttpWs,
+}
+
+enum Wire {
+    Lines {
+        stream: TcpStream,
+        decoder: LineDecoder,
+    },
+    WebSocket(Box<WebSocket<MaybeTlsStream<TcpStream>>>),
+}
+
+/// A blocking client of the protocol over any transport.
 pub struct Client {
-    pub stream: TcpStream,
-    decoder: LineDecoder,
+    wire: Wire,
     frames: VecDeque<Message>,
 }
 
 impl Client {
-    pub fn connect(addr: &str) -> Client {
+    pub fn tcp(addr: &str) -> Client {
         let stream = TcpStream::connect(addr).expect("connect to the server");
         stream.set_nodelay(true).unwrap();
         Client {
-            stream,
-            decoder: LineDecoder::new(64 * 1024 * 1024),
+            wire: Wire::Lines {
+                stream,
+                decoder: LineDecoder::new(64 * 1024 * 1024),
+            },
             frames: VecDeque::new(),
         }
     }
 
-    pub fn send(&mut self, request: Request) {
-        self.stream.write_all(&request.to_line()).unwrap();
+    pub fn websocket(url: &str) -> Client {
+        let (socket, _) = tungstenite::connect(url).expect("WebSocket handshake");
+        Client {
+            wire: Wire::WebSocket(Box::new(socket)),
+            frames: VecDeque::new(),
+        }
     }
 
-    /// Sends raw bytes: half a line, several lines, garbage.
+    /// The TCP stream of a `Transport::Tcp` client.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        match &mut self.wire {
+            Wire::Lines { stream, .. } => stream,
+            Wire::WebSocket(socket) => match socket.get_mut() {
+                MaybeTlsStream::Plain(stream) => stream,
+                _ => unreachable!("tests use plain sockets"),
+            },
+        }
+    }
+
+    pub fn send(&mut self, request: Request) {
+        self.send_raw(&request.to_line());
+    }
+
+    /// Sends raw bytes: over TCP as they are (half a line, several lines,
+    /// garbage); over WebSocket as one text frame (so they must be UTF-8).
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
+        match &mut self.wire {
+            Wire::Lines { stream, .. } => stream.write_all(bytes).unwrap(),
+            Wire::WebSocket(socket) => {
+                let text = String::from_utf8(bytes.to_vec()).expect("text frames are UTF-8");
+                socket.send(tungstenite::Message::text(text)).unwrap();
+            }
+        }
+    }
+
+    /// Sends one line, adding its newline.
+    pub fn send_line(&mut self, line: &[u8]) {
+        let mut bytes = line.to_vec();
+        bytes.push(b'\n');
+        self.send_raw(&bytes);
+    }
+
+    /// Sends a binary WebSocket frame.
+    pub fn send_binary(&mut self, bytes: &[u8]) {
+        match &mut self.wire {
+            Wire::WebSocket(socket) => socket
+                .send(tungstenite::Message::binary(bytes.to_vec()))
+                .unwrap(),
+            Wire::Lines { .. } => panic!("binary frames are a WebSocket thing"),
+        }
     }
 
     pub fn subscribe(&mut self, tags: &[&str]) {
@@ -148,31 +263,51 @@ impl Client {
     /// The next frame, or `None` if none arrives within `timeout`.
     pub fn try_recv(&mut self, timeout: Duration) -> Option<Message> {
         let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 64 * 1024];
         loop {
             if let Some(frame) = self.frames.pop_front() {
                 return Some(frame);
             }
             let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
+            self.stream()
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
                 .unwrap();
-            match self.stream.read(&mut buf) {
-                Ok(0) => panic!("the server closed the connection"),
-                Ok(n) => {
-                    let mut out = Vec::new();
-                    self.decoder.decode::<Message>(&buf[..n], &mut out);
-                    self.frames.extend(
-                        out.into_iter()
-                            .map(|r| r.expect("the server sends valid JSON lines")),
-                    );
+            match &mut self.wire {
+                Wire::Lines { stream, decoder } => {
+                    let mut buf = [0u8; 64 * 1024];
+                    match stream.read(&mut buf) {
+                        Ok(0) => panic!("the server closed the connection"),
+                        Ok(n) => {
+                            let mut out = Vec::new();
+                            decoder.decode::<Message>(&buf[..n], &mut out);
+                            self.frames.extend(
+                                out.into_iter()
+                                    .map(|r| r.expect("the server sends valid JSON lines")),
+                            );
+                        }
+                        Err(e) if is_timeout(&e) => {}
+                        Err(e) => panic!("read failed: {e}"),
+                    }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("read failed: {e}"),
+                Wire::WebSocket(socket) => match socket.read() {
+                    Ok(tungstenite::Message::Text(text)) => {
+                        assert!(
+                            !text.contains('\n'),
+                            "one frame is one JSON message: {text}"
+                        );
+                        let frame =
+                            serde_json::from_str(&text).expect("the server sends JSON text frames");
+                        self.frames.push_back(frame);
+                    }
+                    Ok(tungstenite::Message::Close(close)) => {
+                        panic!("the server closed: {close:?}")
+                    }
+                    Ok(other) => assert!(
+                        other.is_ping() || other.is_pong(),
+                        "unexpected frame {other:?}"
+                    ),
+                    Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                    Err(e) => panic!("WebSocket read failed: {e}"),
+                },
             }
         }
     }
@@ -213,6 +348,134 @@ impl Client {
         match frame.error {
             Some(error) => error,
             None => panic!("expected an error reply, got {frame:?}"),
+        }
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// A minimal HTTP/1.1 exchange: sends `request` (with `Connection: close`
+/// added) and returns the status code, the headers and the body.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    HttpResponse::parse(&raw)
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    fn parse(raw: &[u8]) -> HttpResponse {
+        let text = String::from_utf8_lossy(raw);
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        HttpResponse {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// A Server-Sent Events subscription over a raw socket.
+pub struct EventStream {
+    reader: BufReader<TcpStream>,
+}
+
+impl EventStream {
+    /// Opens `GET path` and checks that the server answers with an event stream.
+    pub fn open(addr: &str, path: &str) -> EventStream {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/event-stream"),
+            "{head}"
+        );
+        EventStream { reader }
+    }
+
+    /// The data of the next event, decoded as a mist frame.
+    pub fn next(&mut self) -> Message {
+        let mut data = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.reader.read_line(&mut line).unwrap() > 0,
+                "the event stream ended"
+            );
+            let line = line.trim_end_matches(['\r', '\n']);
+            if let Some(chunk) = line.strip_prefix("data:") {
+                data.push_str(chunk.trim_start());
+            } else if line.is_empty() && !data.is_empty() {
+                return serde_json::from_str(&data).expect("an event carries one JSON frame");
+            }
         }
     }
 }

@@ -1,32 +1,34 @@
 //! The async-std frontend: binds listeners, accepts connections and spawns one
-//! task per connection running [`mist_frontend::serve`]. It interprets
-//! nothing; everything protocol-related happens in the shared code.
+//! task per connection. TCP and WebSocket clients run the shared
+//! [`mist_frontend::serve_accepted`]; the HTTP listener is a tide app
+//! ([`http`]). Nothing here interprets a command.
 //!
 //! ```no_run
 //! use mist_async_std::Server;
-//! use mist_frontend::Hub;
+//! use mist_frontend::{Hub, HttpOptions};
 //! use std::sync::Arc;
 //!
 //! async_std::task::block_on(async {
 //!     let max_line = 1024 * 1024;
 //!     let hub = Arc::new(Hub::new(Default::default(), max_line));
-//!     let server = Server::bind(hub, &["tcp://127.0.0.1:1445".to_string()]).await?;
+//!     let uris = ["tcp://127.0.0.1:1445".to_string(), "ws://127.0.0.1:8888".to_string()];
+//!     let server = Server::bind(hub, &uris, HttpOptions::default()).await?;
 //!     server.run().await;
 //!     Ok::<_, mist_frontend::Error>(())
 //! });
 //! ```
 
+pub mod http;
+
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use mist_frontend::listener::{bind_tcp, plan, ListenerSpec};
-use mist_frontend::{serve, Error, Hub};
-use std::io;
-use std::net::SocketAddr;
+use mist_frontend::{serve_accepted, Error, HttpOptions, Hub, Transport};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The listener schemes this frontend serves.
-pub const SCHEMES: [&str; 1] = ["tcp"];
+pub const SCHEMES: [&str; 3] = ["tcp", "ws", "http"];
 
 /// How long to pause accepting after an accept error such as running out of
 /// file descriptors, instead of spinning on it.
@@ -35,27 +37,29 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Listeners bound and ready to accept.
 pub struct Server {
     hub: Arc<Hub>,
-    listeners: Vec<(ListenerSpec, TcpListener)>,
+    http: HttpOptions,
+    listeners: Vec<(ListenerSpec, std::net::TcpListener)>,
 }
 
 impl Server {
     /// Binds every listener of a supported scheme; others are skipped with a
     /// logged error. Fails if a listener cannot be bound or none is left.
-    pub async fn bind(hub: Arc<Hub>, uris: &[String]) -> Result<Server, Error> {
+    pub async fn bind(hub: Arc<Hub>, uris: &[String], http: HttpOptions) -> Result<Server, Error> {
         let mut listeners = Vec::new();
         for spec in plan(uris, &SCHEMES)? {
-            let listener = TcpListener::from(bind_tcp(&spec)?);
-            let bound = ListenerSpec {
-                address: local_addr(&listener),
-                ..spec
-            };
+            let listener = bind_tcp(&spec)?;
+            let bound = spec.bound_to(&listener);
             log::info!("listening on {bound}");
             listeners.push((bound, listener));
         }
         if listeners.is_empty() {
             return Err(Error::NoListeners);
         }
-        Ok(Server { hub, listeners })
+        Ok(Server {
+            hub,
+            http,
+            listeners,
+        })
     }
 
     /// The listeners as bound (port 0 replaced by the port the system chose).
@@ -70,7 +74,12 @@ impl Server {
     pub async fn run(self) {
         let mut loops = Vec::new();
         for (spec, listener) in self.listeners {
-            loops.push(task::spawn(accept_loop(self.hub.clone(), spec, listener)));
+            let hub = self.hub.clone();
+            loops.push(match spec.scheme.as_str() {
+                "http" => task::spawn(http::serve(hub, self.http.clone(), spec, listener)),
+                "ws" => task::spawn(accept_loop(hub, Transport::WebSocket, spec, listener)),
+                _ => task::spawn(accept_loop(hub, Transport::Lines, spec, listener)),
+            });
         }
         for accept in loops {
             accept.await;
@@ -78,18 +87,18 @@ impl Server {
     }
 }
 
-fn local_addr(listener: &TcpListener) -> String {
-    listener
-        .local_addr()
-        .map(|a: SocketAddr| a.to_string())
-        .unwrap_or_default()
-}
-
-async fn accept_loop(hub: Arc<Hub>, spec: ListenerSpec, listener: TcpListener) {
+async fn accept_loop(
+    hub: Arc<Hub>,
+    transport: Transport,
+    spec: ListenerSpec,
+    listener: std::net::TcpListener,
+) {
+    let listener = TcpListener::from(listener);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                task::spawn(connection(hub.clone(), stream, peer));
+                nodelay(&stream);
+                task::spawn(serve_accepted(hub.clone(), transport, stream, peer));
             }
             Err(e) => {
                 log::error!("accepting on {spec} failed: {e}; retrying shortly");
@@ -99,26 +108,9 @@ async fn accept_loop(hub: Arc<Hub>, spec: ListenerSpec, listener: TcpListener) {
     }
 }
 
-async fn connection(hub: Arc<Hub>, stream: TcpStream, peer: SocketAddr) {
-    // Writes are already coalesced; Nagle would only add latency.
+/// Writes are already coalesced; Nagle would only add latency.
+fn nodelay(stream: &TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+        log::debug!("cannot set TCP_NODELAY: {e}");
     }
-    log::debug!("{peer} connected over tcp");
-    match serve(&hub, &stream, &stream).await {
-        Ok(()) => log::debug!("{peer} disconnected"),
-        Err(e) if is_disconnect(&e) => log::debug!("{peer} disconnected: {e}"),
-        Err(e) => log::warn!("{peer}: connection failed: {e}"),
-    }
-}
-
-/// Errors that only mean the peer went away.
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-    )
 }

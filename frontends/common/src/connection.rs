@@ -45,6 +45,12 @@ pub trait Outbound: Send {
         &'a mut self,
         frames: &'a VecDeque<Bytes>,
     ) -> impl Future<Output = io::Result<()>> + Send + 'a;
+
+    /// Ends the stream once the client stopped sending and everything queued
+    /// was sent (a WebSocket sends its close frame here).
+    fn finish(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        async { Ok(()) }
+    }
 }
 
 /// Serves one client over a byte stream until it disconnects or the socket
@@ -143,7 +149,7 @@ async fn write_loop(session: &Session, mut outbound: impl Outbound) -> io::Resul
             outbound.send(&batch).await?;
             batch.clear();
         } else if link.input_done.load(Ordering::Acquire) {
-            return Ok(());
+            return outbound.finish().await;
         } else {
             link.outbox_ready.wait().await;
         }

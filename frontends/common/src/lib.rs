@@ -11,14 +11,22 @@
 //!   of a read and hands them to the engine under one lock acquisition, and a
 //!   writer that takes everything queued for the connection at once and writes
 //!   it with as few writes as possible.
+//! - [`accept_websocket`] and [`serve_websocket`] carry the same protocol over
+//!   WebSocket, one message per text frame.
 //! - [`listener`] parses and vets listener URIs such as `tcp://127.0.0.1:1445`.
 
+mod accepted;
 mod connection;
 mod error;
 mod hub;
 pub mod listener;
+mod options;
 mod signal;
+mod websocket;
 
+pub use accepted::{is_disconnect, serve_accepted, Transport};
 pub use connection::{serve, Inbound, Outbound, Session};
 pub use error::Error;
 pub use hub::Hub;
+pub use options::HttpOptions;
+pub use websocket::{accept_websocket, serve_websocket, WEBSOCKET_PATHS};

@@ -34,6 +34,18 @@ pub const DEFAULT_LISTENERS: [&str; 3] = [
 ];
 
 impl ListenerSpec {
+    /// The same listener with the address it actually bound (port 0 resolved).
+    pub fn bound_to(&self, listener: &TcpListener) -> ListenerSpec {
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| self.address.clone());
+        ListenerSpec {
+            scheme: self.scheme.clone(),
+            address,
+        }
+    }
+
     /// Parses `scheme://host:port` (a trailing `/` is allowed).
     pub fn parse(uri: &str) -> Result<ListenerSpec, Error> {
         let invalid = |reason: &str| Error::InvalidListener {

@@ -1,0 +1,160 @@
+//! The WebSocket transport: each text frame carries one JSON message (or
+//! several, separated by newlines); each reply and delivery is one text frame.
+//!
+//! Shared by every runtime: [`accept_websocket`] for a `ws://` listener, which
+//! does the handshake itself, and [`serve_websocket`] for a socket an HTTP
+//! server has already upgraded.
+
+use crate::{Hub, Inbound, Outbound, Session};
+use async_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as Handshake, Response,
+};
+use async_tungstenite::tungstenite::http::StatusCode;
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
+use bytes::Bytes;
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::{SinkExt, StreamExt};
+use mist_proto::{LineDecoder, ProtoError, Request};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+
+/// Paths a WebSocket client may connect to: the original mist's, and the root.
+pub const WEBSOCKET_PATHS: [&str; 2] = ["/subscribe/websocket", "/"];
+
+/// Room for the frames of a message up to the line limit (several messages
+/// may share a frame, each still bounded by the limit).
+fn config(hub: &Hub) -> WebSocketConfig {
+    let limit = hub.max_line().saturating_add(1024);
+    WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
+
+/// Performs the handshake of a client of a `ws://` listener, then serves it.
+pub async fn accept_websocket<S>(hub: &Arc<Hub>, stream: S) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    // The callback's signature is tungstenite's; its error is an HTTP response.
+    #[allow(clippy::result_large_err)]
+    let check_path = |request: &Handshake, response: Response| -> Result<Response, ErrorResponse> {
+        if WEBSOCKET_PATHS.contains(&request.uri().path()) {
+            Ok(response)
+        } else {
+            let mut refusal = ErrorResponse::new(Some(format!(
+                "no WebSocket endpoint at {}; use /subscribe/websocket",
+                request.uri().path()
+            )));
+            *refusal.status_mut() = StatusCode::NOT_FOUND;
+            Err(refusal)
+        }
+    };
+    let socket =
+        async_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config(hub)))
+            .await
+            .map_err(into_io)?;
+    run(hub, socket).await
+}
+
+/// Serves a client whose HTTP connection was already upgraded to WebSocket.
+pub async fn serve_websocket<S>(hub: &Arc<Hub>, upgraded: S) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config(hub))).await;
+    run(hub, socket).await
+}
+
+async fn run<S>(hub: &Arc<Hub>, socket: WebSocketStream<S>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (sink, stream) = socket.split();
+    Session::open(hub)
+        .run(WsInbound { stream }, WsOutbound { sink })
+        .await
+}
+
+struct WsInbound<S> {
+    stream: WebSocketReceiver<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Inbound for WsInbound<S> {
+    async fn receive(
+        &mut self,
+        decoder: &mut LineDecoder,
+        out: &mut Vec<Result<Request, ProtoError>>,
+    ) -> io::Result<bool> {
+        let Some(message) = self.stream.next().await else {
+            return Ok(false);
+        };
+        match message {
+            Ok(Message::Text(text)) => {
+                decoder.decode(text.as_bytes(), out);
+                // A frame ends its last message, newline or not.
+                decoder.decode(b"\n", out);
+                Ok(true)
+            }
+            Ok(Message::Binary(_)) => {
+                out.push(Err(ProtoError::BinaryFrame));
+                Ok(true)
+            }
+            // Pings are answered by the WebSocket layer itself.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Ok(true),
+            Ok(Message::Close(_)) => Ok(false),
+            Err(WsError::Capacity(_)) => {
+                // The stream cannot be resynchronised after an oversized
+                // frame: answer it, then close.
+                out.push(Err(ProtoError::LineTooLong {
+                    limit: decoder.max_line(),
+                }));
+                Ok(false)
+            }
+            Err(e) => disconnected(e).map(|()| false),
+        }
+    }
+}
+
+struct WsOutbound<S> {
+    sink: WebSocketSender<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Outbound for WsOutbound<S> {
+    async fn send(&mut self, frames: &VecDeque<Bytes>) -> io::Result<()> {
+        for frame in frames {
+            let line = frame.slice(..frame.len().saturating_sub(1));
+            let text = Utf8Bytes::try_from(line).map_err(io::Error::other)?;
+            self.sink
+                .feed(Message::Text(text))
+                .await
+                .or_else(disconnected)?;
+        }
+        self.sink.flush().await.or_else(disconnected)
+    }
+
+    async fn finish(&mut self) -> io::Result<()> {
+        // The client may already have closed; nothing is lost either way.
+        let _ = self.sink.close(None).await;
+        Ok(())
+    }
+}
+
+/// Maps a WebSocket error to the transport error it stands for. A client going
+/// away (close codes 1001/1005/1006, a reset) is an ordinary disconnect.
+fn disconnected(e: WsError) -> io::Result<()> {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => Ok(()),
+        WsError::Protocol(p) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, p)),
+        other => Err(into_io(other)),
+    }
+}
+
+fn into_io(e: WsError) -> io::Error {
+    match e {
+        WsError::Io(io) => io,
+        other => io::Error::other(other),
+    }
+}

@@ -199,6 +199,14 @@ impl Client {
         }
     }
 
+    /// The WebSocket of a WebSocket client, for frame-level tests.
+    pub fn socket(&mut self) -> Option<&mut WebSocket<MaybeTlsStream<TcpStream>>> {
+        match &mut self.wire {
+            Wire::WebSocket(socket) => Some(socket),
+            Wire::Lines { .. } => None,
+        }
+    }
+
     /// The TCP stream of a `Transport::Tcp` client.
     pub fn stream(&mut self) -> &mut TcpStream {
         match &mut self.wire {

@@ -121,7 +121,9 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
     let (hub, conn) = (&session.hub, session.conn);
     let mut decoder = LineDecoder::new(hub.max_line());
     let mut decoded = Vec::new();
-    while inbound.receive(&mut decoder, &mut decoded).await? {
+    loop {
+        let open = inbound.receive(&mut decoder, &mut decoded).await?;
+        // What the last input carried counts even when it also ended the input.
         if !decoded.is_empty() && !hub.handle_messages(conn, &mut decoded) {
             // The client is not reading its replies: stop reading its requests
             // until the writer has made room.
@@ -133,9 +135,11 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
         // publisher on a busy server is paced by the delivery it causes
         // instead of outrunning it until subscribers' outboxes overflow. A
         // stalled subscriber's writer is not runnable, so it slows no one.
+        if !open {
+            return Ok(());
+        }
         yield_now().await;
     }
-    Ok(())
 }
 
 async fn write_loop(session: &Session, mut outbound: impl Outbound) -> io::Result<()> {

@@ -22,7 +22,7 @@ pub mod http;
 
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
-use mist_frontend::listener::{bind_tcp, plan, ListenerSpec};
+use mist_frontend::listener::{bind_all, ListenerSpec};
 use mist_frontend::{serve_accepted, Error, HttpOptions, Hub, Transport};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,16 +45,7 @@ impl Server {
     /// Binds every listener of a supported scheme; others are skipped with a
     /// logged error. Fails if a listener cannot be bound or none is left.
     pub async fn bind(hub: Arc<Hub>, uris: &[String], http: HttpOptions) -> Result<Server, Error> {
-        let mut listeners = Vec::new();
-        for spec in plan(uris, &SCHEMES)? {
-            let listener = bind_tcp(&spec)?;
-            let bound = spec.bound_to(&listener);
-            log::info!("listening on {bound}");
-            listeners.push((bound, listener));
-        }
-        if listeners.is_empty() {
-            return Err(Error::NoListeners);
-        }
+        let listeners = bind_all(uris, &SCHEMES)?;
         Ok(Server {
             hub,
             http,

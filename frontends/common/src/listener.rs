@@ -111,6 +111,26 @@ pub fn bind_tcp(spec: &ListenerSpec) -> Result<TcpListener, Error> {
     Ok(socket.into())
 }
 
+/// Binds every listener of a supported scheme, in order, logging each; others
+/// are skipped with a logged error. Fails if a listener cannot be bound or if
+/// none is left.
+pub fn bind_all(
+    uris: &[String],
+    supported: &[&str],
+) -> Result<Vec<(ListenerSpec, TcpListener)>, Error> {
+    let mut listeners = Vec::new();
+    for spec in plan(uris, supported)? {
+        let listener = bind_tcp(&spec)?;
+        let bound = spec.bound_to(&listener);
+        log::info!("listening on {bound}");
+        listeners.push((bound, listener));
+    }
+    if listeners.is_empty() {
+        return Err(Error::NoListeners);
+    }
+    Ok(listeners)
+}
+
 /// Splits command-line values that may each hold several comma-separated URIs.
 pub fn split_uris<S: AsRef<str>>(values: &[S]) -> Vec<String> {
     values

@@ -16,7 +16,7 @@
 //! # Ok::<_, mist_frontend::Error>(())
 //! ```
 
-use mist_frontend::listener::{bind_tcp, plan, ListenerSpec};
+use mist_frontend::listener::{bind_all, ListenerSpec};
 use mist_frontend::{serve_accepted, Error, Hub, Transport};
 use smol::net::TcpListener;
 use smol::{future, Executor, Timer};
@@ -41,16 +41,7 @@ impl Server {
     /// Binds every listener of a supported scheme; others are skipped with a
     /// logged error. Fails if a listener cannot be bound or none is left.
     pub fn bind(hub: Arc<Hub>, uris: &[String]) -> Result<Server, Error> {
-        let mut listeners = Vec::new();
-        for spec in plan(uris, &SCHEMES)? {
-            let listener = bind_tcp(&spec)?;
-            let bound = spec.bound_to(&listener);
-            log::info!("listening on {bound}");
-            listeners.push((bound, listener));
-        }
-        if listeners.is_empty() {
-            return Err(Error::NoListeners);
-        }
+        let listeners = bind_all(uris, &SCHEMES)?;
         Ok(Server { hub, listeners })
     }
 

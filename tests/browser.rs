@@ -1,7 +1,7 @@
 //! A real browser: headless Chromium runs the README's WebSocket and
-//! EventSource snippets, verbatim, against a running server. The page reports
-//! everything the snippets `console.log` back to the test by publishing it to
-//! mist, so the test reads the browser's output over plain TCP.
+//! EventSource snippets, verbatim, against a running server on each runtime.
+//! The page forwards everything the snippets `console.log` to the test by
+//! publishing it to mist, so the test reads the browser's output over TCP.
 //!
 //! In CI (`CI` set) Chromium must be present — `scripts/test.sh` installs it;
 //! on a developer machine without it the test is skipped with a notice.
@@ -10,7 +10,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use support::{Client, Server, TIMEOUT};
 
 /// The code block of the README that follows `marker`.
@@ -32,7 +32,7 @@ fn readme_snippet(marker: &str) -> String {
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
         .iter()
-        .filter_map(|name| {
+        .find_map(|name| {
             let out = Command::new("sh")
                 .args(["-c", &format!("command -v {name}")])
                 .output()
@@ -41,79 +41,21 @@ fn chromium() -> Option<PathBuf> {
                 .success()
                 .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
         })
-        .next()
 }
 
-struct Browser(Child);
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A headless Chromium showing one page, killed when dropped.
+struct Browser {
+    child: Child,
+    dir: PathBuf,
 }
 
-/// Waits for a `console.log` line from the page that contains `needle`.
-fn wait_for_log(logs: &mut Client, needle: &str, seen: &mut Vec<String>) {
-    let deadline = Instant::now() + TIMEOUT * 2;
-    while !seen.iter().any(|l| l.contains(needle)) {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .unwrap_or_default();
-        match logs.try_recv(left) {
-            Some(message) => seen.push(message.data.unwrap_or_default()),
-            None => panic!("the browser never logged {needle:?}; it logged {seen:?}"),
-        }
-    }
-}
-
-#[test]
-fn the_readme_snippets_work_in_a_real_browser() {
-    let Some(chromium) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "Chromium is required in CI: scripts/test.sh installs it (apt-get install chromium)"
-        );
-        eprintln!(
-            "NOTICE: browser test skipped: no chromium on this machine (apt-get install chromium)"
-        );
-        return;
-    };
-    let server = Server::start();
-    let http = server.http().to_string();
-    let mut logs = server.connect();
-    logs.subscribe(&["browser-log"]);
-
-    // The page: report console.log through a WebSocket of its own, then run the
-    // README's snippets with the server's real address.
-    let report = format!("ws://{}/", server.listeners["ws"]);
-    let snippets = format!(
-        "{}\n{}",
-        readme_snippet("<!-- browser: websocket -->"),
-        readme_snippet("<!-- browser: eventsource -->")
-    )
-    .replace("localhost:8080", &http);
-    let page = format!(
-        r#"<!doctype html><meta charset="utf-8"><script>
-const report = new WebSocket({report:?});
-const pending = [];
-function forward(text) {{
-  const line = JSON.stringify({{command: "publish", tags: ["browser-log"], data: text}});
-  if (report.readyState === 1) report.send(line); else pending.push(line);
-}}
-report.onopen = () => {{ for (const line of pending.splice(0)) report.send(line); }};
-console.log = (...args) => forward(args.join(" "));
-window.onerror = (message) => forward("page error: " + message);
-</script><script>
-{snippets}
-</script>"#
-    );
-    let dir = std::env::temp_dir().join(format!("mist-browser-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let page_path = dir.join("page.html");
-    std::fs::write(&page_path, page).unwrap();
-    let _browser = Browser(
-        Command::new(chromium)
+impl Browser {
+    fn open(chromium: &Path, name: &str, page: &str) -> Browser {
+        let dir = std::env::temp_dir().join(format!("mist-browser-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let page_path = dir.join("page.html");
+        std::fs::write(&page_path, page).unwrap();
+        let child = Command::new(chromium)
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -129,29 +71,120 @@ window.onerror = (message) => forward("page error: " + message);
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromium starts"),
-    );
+            .expect("chromium starts");
+        Browser { child, dir }
+    }
+}
 
-    let mut seen = Vec::new();
-    // The WebSocket snippet subscribes, then pings: the pong means it is subscribed.
-    wait_for_log(&mut logs, r#""data":"pong""#, &mut seen);
-    wait_for_log(&mut logs, "Events open", &mut seen);
-    let mut publisher = server.connect();
-    publisher.publish(&["hello", "world"], "hi from tcp");
-    wait_for_log(
-        &mut logs,
-        r#"Response! {"command":"publish","tags":["hello","world"],"data":"hi from tcp"}"#,
-        &mut seen,
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A page that forwards `console.log` to mist on the `browser-log` tag, then
+/// runs each snippet in a scope of its own whose log lines carry its label.
+fn page(report: &str, snippets: &[(&str, String)]) -> String {
+    let mut page = format!(
+        r#"<!doctype html><meta charset="utf-8"><script>
+const report = new WebSocket({report:?});
+const pending = [];
+function forward(text) {{
+  const line = JSON.stringify({{command: "publish", tags: ["browser-log"], data: text}});
+  if (report.readyState === 1) report.send(line); else pending.push(line);
+}}
+report.onopen = () => {{ for (const line of pending.splice(0)) report.send(line); }};
+window.onerror = (message) => forward("page error: " + message);
+</script>"#
     );
-    wait_for_log(
-        &mut logs,
-        r#"Event! {"command":"publish","tags":["hello","world"],"data":"hi from tcp"}"#,
-        &mut seen,
-    );
+    for (label, code) in snippets {
+        page.push_str(&format!(
+            "<script>(function () {{\nconst console = {{ log: (...args) => forward({label:?} + \" \" + args.join(\" \")) }};\n{code}\n}})();</script>\n"
+        ));
+    }
+    page
+}
+
+/// Waits until the page logged every line in `wanted`.
+fn wait_for_logs(logs: &mut Client, wanted: &[String]) -> Vec<String> {
+    let deadline = Instant::now() + TIMEOUT * 2;
+    let mut seen: Vec<String> = Vec::new();
+    while let Some(missing) = wanted
+        .iter()
+        .find(|w| !seen.iter().any(|l| l.contains(w.as_str())))
+    {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_default();
+        match logs.try_recv(left) {
+            Some(message) => seen.push(message.data.unwrap_or_default()),
+            None => panic!("the browser never logged {missing:?}; it logged {seen:?}"),
+        }
+    }
     assert!(
         !seen.iter().any(|l| l.starts_with("page error")),
         "{seen:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
-    std::thread::sleep(Duration::from_millis(10));
+    seen
+}
+
+fn snippets_work_on(runtime: &str, chromium: &Path) {
+    let server = Server::start_on(runtime, &[]);
+    let mut logs = server.connect();
+    logs.subscribe(&["browser-log"]);
+    let websocket = readme_snippet("<!-- browser: websocket -->");
+    let mut snippets = vec![(
+        "[ws]",
+        websocket.replace("localhost:8888", &server.listeners["ws"]),
+    )];
+    if let Some(http) = server.listeners.get("http") {
+        let over_http = websocket.replace("localhost:8888", http);
+        snippets.push(("[http-ws]", over_http));
+        let events =
+            readme_snippet("<!-- browser: eventsource -->").replace("localhost:8080", http);
+        snippets.push(("[sse]", events));
+    }
+    let page = page(&format!("ws://{}/", server.listeners["ws"]), &snippets);
+    let _browser = Browser::open(chromium, runtime, &page);
+
+    // Each WebSocket snippet subscribes, then pings: its pong means it is
+    // subscribed. The EventSource snippet is subscribed once it is open.
+    let ready: Vec<String> = snippets
+        .iter()
+        .map(|(label, _)| match *label {
+            "[sse]" => "[sse] Events open".to_string(),
+            label => format!(r#"{label} Response! {{"command":"ping","data":"pong"}}"#),
+        })
+        .collect();
+    wait_for_logs(&mut logs, &ready);
+    let mut publisher = server.connect();
+    publisher.publish(&["hello", "world"], "hi from tcp");
+    let delivery = r#"{"command":"publish","tags":["hello","world"],"data":"hi from tcp"}"#;
+    let received: Vec<String> = snippets
+        .iter()
+        .map(|(label, _)| match *label {
+            "[sse]" => format!("[sse] Event! {delivery}"),
+            label => format!("{label} Response! {delivery}"),
+        })
+        .collect();
+    wait_for_logs(&mut logs, &received);
+}
+
+#[test]
+fn the_readme_snippets_work_in_a_real_browser() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Chromium is required in CI: scripts/test.sh installs it (apt-get install chromium)"
+        );
+        eprintln!(
+            "NOTICE: browser test skipped: no chromium on this machine (apt-get install chromium)"
+        );
+        return;
+    };
+    for runtime in support::RUNTIMES {
+        snippets_work_on(runtime, &chromium);
+    }
 }

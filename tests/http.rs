@@ -96,6 +96,45 @@ fn server_sent_events_stream_matching_messages() {
     assert_eq!(events.next().data.as_deref(), Some("line\nbreak"));
 }
 
+/// The seed's table with SSE subscribers and an HTTP publisher.
+#[test]
+fn seed_table_over_server_sent_events_and_http_publish() {
+    let server = Server::start();
+    let sets = ["onefish", "onefish,twofish", "onefish,twofish,redfish"];
+    let mut streams: Vec<EventStream> = sets
+        .iter()
+        .map(|tags| EventStream::open(server.http(), &format!("/subscribe?tags={tags}")))
+        .collect();
+    for tags in sets.iter().chain(["onefish,twofish,redfish"].iter()) {
+        let tags: Vec<&str> = tags.split(',').collect();
+        let body = serde_json::json!({"tags": tags, "data": tags.join("+")}).to_string();
+        let response = http(server.http(), "POST", "/publish", &[], body.as_bytes());
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    // The last message reaches everyone, so it marks the end of each stream.
+    let expected: [&[&str]; 3] = [
+        &[
+            "onefish",
+            "onefish+twofish",
+            "onefish+twofish+redfish",
+            "onefish+twofish+redfish",
+        ],
+        &[
+            "onefish+twofish",
+            "onefish+twofish+redfish",
+            "onefish+twofish+redfish",
+        ],
+        &["onefish+twofish+redfish", "onefish+twofish+redfish"],
+    ];
+    for (stream, expected) in streams.iter_mut().zip(expected) {
+        let got: Vec<String> = expected
+            .iter()
+            .map(|_| stream.next().data.unwrap())
+            .collect();
+        assert_eq!(got, expected);
+    }
+}
+
 #[test]
 fn server_sent_events_without_tags_is_a_400() {
     let server = Server::start();

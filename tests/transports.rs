@@ -122,9 +122,8 @@ fn data_may_hold_any_character(runtime: &str, transport: Transport) {
 /// publisher exclusion is per connection, whatever the transport.
 fn crosses_transports(runtime: &str, transport: Transport) {
     let server = start(runtime);
-    let mut others: Vec<Client> = [Transport::Tcp, Transport::Ws]
+    let mut others: Vec<Client> = [Transport::Tcp, Transport::Ws, Transport::HttpWs]
         .into_iter()
-        .chain((runtime == "async-std").then_some(Transport::HttpWs))
         .map(|t| {
             let mut c = server.client(t);
             c.subscribe(&["cross"]);
@@ -162,4 +161,5 @@ each_runtime_and_transport! {
     async_std_http_ws: "async-std", Transport::HttpWs;
     smol_tcp: "smol", Transport::Tcp;
     smol_ws: "smol", Transport::Ws;
+    smol_http_ws: "smol", Transport::HttpWs;
 }

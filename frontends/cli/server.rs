@@ -31,7 +31,7 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }),
         "smol" => {
-            mist_smol::Server::bind(hub, &uris)?.run();
+            mist_smol::Server::bind(hub, &uris, http)?.run();
             Ok(())
         }
         other => Err(Failure::Usage(format!(

@@ -24,13 +24,8 @@ pub fn mist() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mist"))
 }
 
-/// The listener schemes a runtime serves.
-fn schemes(runtime: &str) -> &'static [&'static str] {
-    match runtime {
-        "smol" => &["tcp", "ws"],
-        _ => &["tcp", "ws", "http"],
-    }
-}
+/// The listener schemes every runtime serves.
+const SCHEMES: [&str; 3] = ["tcp", "ws", "http"];
 
 /// A running `mist --server` on free ports, killed when dropped.
 pub struct Server {
@@ -53,7 +48,7 @@ impl Server {
     }
 
     /// Starts a server on `runtime` with a TCP, a WebSocket and an HTTP
-    /// listener (those the runtime serves) and waits until they listen.
+    /// listener and waits until they listen.
     pub fn start_on(runtime: &str, args: &[&str]) -> Server {
         let mut child = mist()
             .args(["--server", "--runtime", runtime, "--log-level", "debug"])
@@ -83,7 +78,7 @@ impl Server {
             }
         });
         let mut listeners = HashMap::new();
-        while listeners.len() < schemes(runtime).len() {
+        while listeners.len() < SCHEMES.len() {
             let (scheme, addr) = listening
                 .recv_timeout(TIMEOUT)
                 .unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));

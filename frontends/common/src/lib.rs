@@ -13,11 +13,14 @@
 //!   it with as few writes as possible.
 //! - [`accept_websocket`] and [`serve_websocket`] carry the same protocol over
 //!   WebSocket, one message per text frame.
+//! - [`HttpService`] answers the HTTP endpoints (ping, publish, SSE, the
+//!   WebSocket upgrade) over `http-types`, whatever server carries them.
 //! - [`listener`] parses and vets listener URIs such as `tcp://127.0.0.1:1445`.
 
 mod accepted;
 mod connection;
 mod error;
+mod http_service;
 mod hub;
 pub mod listener;
 mod options;
@@ -27,6 +30,7 @@ mod websocket;
 pub use accepted::{is_disconnect, serve_accepted, Transport};
 pub use connection::{serve, Inbound, Outbound, Session};
 pub use error::Error;
+pub use http_service::{HttpService, Spawner};
 pub use hub::Hub;
 pub use options::HttpOptions;
 pub use websocket::{accept_websocket, serve_websocket, WEBSOCKET_PATHS};

@@ -1,31 +1,33 @@
 //! The smol frontend: binds listeners, accepts connections and runs one task
-//! per connection on a multi-threaded smol executor. It serves `tcp://` and
-//! `ws://`; the HTTP listener is built on tide, which needs async-std, so this
-//! frontend skips `http://` listeners with a logged error. Nothing here
-//! interprets a command: connections run the shared
-//! [`mist_frontend::serve_accepted`].
+//! per connection on a multi-threaded smol executor. TCP and WebSocket
+//! clients run the shared [`mist_frontend::serve_accepted`]; HTTP requests are
+//! parsed by async-h1 and answered by the shared [`HttpService`]. Nothing here
+//! interprets a command, and nothing here depends on async-std.
 //!
 //! ```no_run
-//! use mist_frontend::Hub;
+//! use mist_frontend::{HttpOptions, Hub};
 //! use mist_smol::Server;
 //! use std::sync::Arc;
 //!
 //! let hub = Arc::new(Hub::new(Default::default(), 1024 * 1024));
-//! let server = Server::bind(hub, &["tcp://127.0.0.1:1445".to_string()])?;
+//! let uris = ["tcp://127.0.0.1:1445".to_string(), "http://127.0.0.1:8080".to_string()];
+//! let server = Server::bind(hub, &uris, HttpOptions::default())?;
 //! server.run();
 //! # Ok::<_, mist_frontend::Error>(())
 //! ```
 
 use mist_frontend::listener::{bind_all, ListenerSpec};
-use mist_frontend::{serve_accepted, Error, Hub, Transport};
-use smol::net::TcpListener;
+use mist_frontend::{serve_accepted, Error, HttpOptions, HttpService, Hub, Spawner, Transport};
+use smol::net::{TcpListener, TcpStream};
 use smol::{future, Executor, Timer};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 /// The listener schemes this frontend serves.
-pub const SCHEMES: [&str; 2] = ["tcp", "ws"];
+pub const SCHEMES: [&str; 3] = ["tcp", "ws", "http"];
 
 /// How long to pause accepting after an accept error such as running out of
 /// file descriptors, instead of spinning on it.
@@ -34,15 +36,20 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Listeners bound and ready to accept.
 pub struct Server {
     hub: Arc<Hub>,
+    http: HttpOptions,
     listeners: Vec<(ListenerSpec, std::net::TcpListener)>,
 }
 
 impl Server {
     /// Binds every listener of a supported scheme; others are skipped with a
     /// logged error. Fails if a listener cannot be bound or none is left.
-    pub fn bind(hub: Arc<Hub>, uris: &[String]) -> Result<Server, Error> {
+    pub fn bind(hub: Arc<Hub>, uris: &[String], http: HttpOptions) -> Result<Server, Error> {
         let listeners = bind_all(uris, &SCHEMES)?;
-        Ok(Server { hub, listeners })
+        Ok(Server {
+            hub,
+            http,
+            listeners,
+        })
     }
 
     /// The listeners as bound (port 0 replaced by the port the system chose).
@@ -67,19 +74,35 @@ impl Server {
             }
         }
         let mut loops = Vec::new();
+        let spawner = Smol(executor.clone());
         for (spec, listener) in self.listeners {
-            let transport = match spec.scheme.as_str() {
-                "ws" => Transport::WebSocket,
-                _ => Transport::Lines,
+            let hub = self.hub.clone();
+            let accepting = match spec.scheme.as_str() {
+                "http" => {
+                    let service = HttpService::new(hub, self.http.clone(), spawner.clone());
+                    executor.spawn(accept_loop(
+                        spec,
+                        listener,
+                        spawner.clone(),
+                        move |stream, peer| serve_http(service.clone(), stream, peer),
+                    ))
+                }
+                "ws" => executor.spawn(accept_loop(
+                    spec,
+                    listener,
+                    spawner.clone(),
+                    move |stream, peer| {
+                        serve_accepted(hub.clone(), Transport::WebSocket, stream, peer)
+                    },
+                )),
+                _ => executor.spawn(accept_loop(
+                    spec,
+                    listener,
+                    spawner.clone(),
+                    move |stream, peer| serve_accepted(hub.clone(), Transport::Lines, stream, peer),
+                )),
             };
-            let accepting = accept_loop(
-                executor.clone(),
-                self.hub.clone(),
-                transport,
-                spec,
-                listener,
-            );
-            loops.push(executor.spawn(accepting));
+            loops.push(accepting);
         }
         future::block_on(executor.run(async {
             for accept in loops {
@@ -89,13 +112,25 @@ impl Server {
     }
 }
 
-async fn accept_loop(
-    executor: Arc<Executor<'static>>,
-    hub: Arc<Hub>,
-    transport: Transport,
+/// Spawns on the server's smol executor.
+#[derive(Clone)]
+pub struct Smol(Arc<Executor<'static>>);
+
+impl Spawner for Smol {
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) {
+        self.0.spawn(task).detach();
+    }
+}
+
+async fn accept_loop<F, Fut>(
     spec: ListenerSpec,
     listener: std::net::TcpListener,
-) {
+    spawner: Smol,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = match TcpListener::try_from(listener) {
         Ok(listener) => listener,
         Err(e) => return log::error!("cannot register {spec} with the reactor: {e}"),
@@ -107,14 +142,26 @@ async fn accept_loop(
                 if let Err(e) = stream.set_nodelay(true) {
                     log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
                 }
-                executor
-                    .spawn(serve_accepted(hub.clone(), transport, stream, peer))
-                    .detach();
+                spawner.spawn(serve(stream, peer));
             }
             Err(e) => {
                 log::error!("accepting on {spec} failed: {e}; retrying shortly");
                 Timer::after(ACCEPT_BACKOFF).await;
             }
         }
+    }
+}
+
+/// One HTTP connection: async-h1 parses each request, the service answers it.
+async fn serve_http(service: HttpService<Smol>, stream: TcpStream, peer: SocketAddr) {
+    log::debug!("{peer} connected (Http)");
+    let outcome = async_h1::accept(stream, |request| {
+        let service = service.clone();
+        async move { Ok(service.respond(request).await) }
+    })
+    .await;
+    match outcome {
+        Ok(()) => log::debug!("{peer} disconnected"),
+        Err(e) => log::debug!("{peer}: HTTP connection ended: {e}"),
     }
 }

@@ -1,0 +1,287 @@
+//! The HTTP endpoints, written once over `http-types` for every runtime:
+//!
+//! | route | what it does |
+//! |---|---|
+//! | `GET /ping` | `200 pong` |
+//! | `POST /publish` | publishes the JSON body `{"tags":[...],"data":"..."}` |
+//! | `GET /subscribe?tags=a,b` | a Server-Sent Events stream of matching messages |
+//! | `GET /subscribe/websocket` | the WebSocket endpoint, as on a `ws://` listener |
+//!
+//! Every response answers CORS, preflight included, for the allowed origins.
+//! A runtime only carries requests to [`HttpService::respond`] (tide on
+//! async-std, async-h1 on smol) and supplies a [`Spawner`] for the sessions
+//! that outlive their request: SSE streams and upgraded WebSockets.
+
+use crate::{is_disconnect, serve_websocket, HttpOptions, Hub, Inbound, Outbound, Session};
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::io::{AsyncReadExt, BufReader};
+use futures::{SinkExt, TryStreamExt};
+use http_types::{Body, Method, Mime, Request as HttpRequest, Response, StatusCode};
+use mist_proto::{decode_document, encode, LineDecoder, ProtoError, Publication, Request};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Runs a task in the background on the server's runtime.
+pub trait Spawner: Clone + Send + Sync + 'static {
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F);
+}
+
+/// SSE batches in flight to one client before its session waits.
+const EVENT_BUFFER: usize = 8;
+
+/// The HTTP endpoints of one server.
+#[derive(Clone)]
+pub struct HttpService<S> {
+    hub: Arc<Hub>,
+    options: Arc<HttpOptions>,
+    spawner: S,
+}
+
+impl<S: Spawner> HttpService<S> {
+    pub fn new(hub: Arc<Hub>, options: HttpOptions, spawner: S) -> HttpService<S> {
+        HttpService {
+            hub,
+            options: Arc::new(options),
+            spawner,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn respond(&self, request: HttpRequest) -> Response {
+        let origin = request.header("Origin").map(|o| o.as_str().to_string());
+        let preflight = request.method() == Method::Options
+            && request.header("Access-Control-Request-Method").is_some();
+        let mut response = if preflight {
+            Response::new(StatusCode::NoContent)
+        } else {
+            self.route(request).await
+        };
+        self.cors(&mut response, origin.as_deref(), preflight);
+        response
+    }
+
+    async fn route(&self, request: HttpRequest) -> Response {
+        match (request.method(), request.url().path()) {
+            (Method::Get, "/ping") => {
+                let mut response = Response::new(StatusCode::Ok);
+                response.set_body("pong");
+                response
+            }
+            (Method::Post, "/publish") => self.publish(request).await,
+            (Method::Get, "/subscribe") => self.events(&request),
+            (Method::Get, "/subscribe/websocket") => self.websocket(&request).await,
+            (method, path @ ("/ping" | "/publish" | "/subscribe" | "/subscribe/websocket")) => {
+                let allowed = if path == "/publish" { "POST" } else { "GET" };
+                let mut response = failure(
+                    StatusCode::MethodNotAllowed,
+                    "",
+                    None,
+                    &format!("{method} is not allowed on {path}; use {allowed}"),
+                );
+                response.insert_header("Allow", allowed);
+                response
+            }
+            (method, path) => failure(
+                StatusCode::NotFound,
+                "",
+                None,
+                &format!(
+                    "no route for {method} {path}: mist serves GET /ping, POST /publish, GET /subscribe?tags=..., GET /subscribe/websocket"
+                ),
+            ),
+        }
+    }
+
+    fn cors(&self, response: &mut Response, origin: Option<&str>, preflight: bool) {
+        let Some(origin) = origin else { return };
+        let any = self.options.allowed_origins.iter().any(|o| o == "*");
+        if !any && !self.options.allowed_origins.iter().any(|o| o == origin) {
+            return; // no CORS headers: the browser refuses the response
+        }
+        response.insert_header(
+            "Access-Control-Allow-Origin",
+            if any { "*" } else { origin },
+        );
+        if !any {
+            response.append_header("Vary", "Origin");
+        }
+        if preflight {
+            response.insert_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+            response.insert_header("Access-Control-Allow-Headers", "content-type, x-auth-token");
+            response.insert_header("Access-Control-Max-Age", "86400");
+        }
+    }
+
+    /// `POST /publish`: an HTTP publisher holds no subscriptions, so every
+    /// matching subscriber receives the message.
+    async fn publish(&self, mut request: HttpRequest) -> Response {
+        let limit = self.hub.max_line();
+        let mut body = Vec::new();
+        let read = request
+            .take_body()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut body)
+            .await;
+        if let Err(e) = read {
+            return failure(
+                StatusCode::BadRequest,
+                "publish",
+                None,
+                &format!("cannot read the body: {e}"),
+            );
+        }
+        if body.len() > limit {
+            let error = ProtoError::LineTooLong { limit };
+            return failure(StatusCode::PayloadTooLarge, "publish", None, &error);
+        }
+        let request = match decode_document::<Publication>(&body) {
+            Ok(publication) => publication.into_request(),
+            Err(e) => return failure(StatusCode::BadRequest, "publish", None, &e),
+        };
+        let tags = request.tags.as_deref();
+        match Session::open(&self.hub).command(&request) {
+            Ok(()) => json(
+                StatusCode::Ok,
+                serde_json::json!({"command": "publish", "tags": tags}).to_string(),
+            ),
+            Err(e) => failure(StatusCode::BadRequest, "publish", tags, &e),
+        }
+    }
+
+    /// `GET /subscribe?tags=a,b`: Server-Sent Events, one per delivery. The
+    /// subscription is in place before the response starts.
+    fn events(&self, request: &HttpRequest) -> Response {
+        let tags: Vec<String> = request
+            .url()
+            .query_pairs()
+            .filter(|(key, _)| key == "tags")
+            .flat_map(|(_, value)| value.split(',').map(str::to_string).collect::<Vec<_>>())
+            .filter(|tag| !tag.is_empty())
+            .collect();
+        let subscribe = Request::new("subscribe").tags(tags);
+        let session = Session::open(&self.hub);
+        if let Err(e) = session.command(&subscribe) {
+            return failure(
+                StatusCode::BadRequest,
+                "subscribe",
+                subscribe.tags.as_deref(),
+                &e,
+            );
+        }
+        let (events, stream) = mpsc::channel(EVENT_BUFFER);
+        self.spawner.spawn(async move {
+            match session.run(NoInput, EventSink { events }).await {
+                Err(e) if !is_disconnect(&e) => log::warn!("an SSE stream failed: {e}"),
+                _ => log::debug!("an SSE client left"),
+            }
+        });
+        let body = BufReader::new(stream.map_ok(|b: Bytes| b).into_async_read());
+        let mut response = Response::new(StatusCode::Ok);
+        response.set_body(Body::from_reader(body, None));
+        response.set_content_type(Mime::from_str("text/event-stream").expect("a valid MIME type"));
+        response.insert_header("Cache-Control", "no-cache");
+        response
+    }
+
+    /// `GET /subscribe/websocket`: checks the handshake headers, answers 101,
+    /// and hands the upgraded socket to the shared WebSocket transport.
+    async fn websocket(&self, request: &HttpRequest) -> Response {
+        let has = |name: &str, wanted: &str| {
+            request.header(name).is_some_and(|values| {
+                values
+                    .iter()
+                    .flat_map(|v| v.as_str().split(','))
+                    .any(|v| v.trim().eq_ignore_ascii_case(wanted))
+            })
+        };
+        let upgrade = has("Connection", "upgrade")
+            && has("Upgrade", "websocket")
+            && has("Sec-WebSocket-Version", "13");
+        let key = match request.header("Sec-WebSocket-Key") {
+            Some(key) if upgrade => key.as_str().to_string(),
+            _ => {
+                let error = "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13, Sec-WebSocket-Key)";
+                let mut response = failure(StatusCode::UpgradeRequired, "", None, &error);
+                response.insert_header("Sec-WebSocket-Version", "13");
+                return response;
+            }
+        };
+        let mut response = Response::new(StatusCode::SwitchingProtocols);
+        response.insert_header("Upgrade", "websocket");
+        response.insert_header("Connection", "Upgrade");
+        response.insert_header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
+        let upgraded = response.recv_upgrade().await;
+        let hub = self.hub.clone();
+        self.spawner.spawn(async move {
+            if let Some(socket) = upgraded.await {
+                match serve_websocket(&hub, socket).await {
+                    Err(e) if !is_disconnect(&e) => {
+                        log::warn!("a WebSocket client over HTTP failed: {e}")
+                    }
+                    _ => log::debug!("a WebSocket client over HTTP left"),
+                }
+            }
+        });
+        response
+    }
+}
+
+/// A JSON response.
+fn json(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(status);
+    response.set_body(body);
+    response.set_content_type(http_types::mime::JSON);
+    response
+}
+
+/// An error response whose body is the protocol's error frame.
+fn failure(
+    status: StatusCode,
+    command: &str,
+    tags: Option<&[String]>,
+    error: &dyn std::fmt::Display,
+) -> Response {
+    let frame = encode::error(command, tags, &error.to_string());
+    let body = String::from_utf8_lossy(frame.strip_suffix(b"\n").unwrap_or(&frame)).into_owned();
+    json(status, body)
+}
+
+/// An SSE client sends nothing after its request.
+struct NoInput;
+
+impl Inbound for NoInput {
+    async fn receive(
+        &mut self,
+        _: &mut LineDecoder,
+        _: &mut Vec<Result<Request, ProtoError>>,
+    ) -> io::Result<bool> {
+        futures::future::pending().await
+    }
+}
+
+/// Frames as SSE events into the response body; a closed body means the
+/// client left.
+struct EventSink {
+    events: mpsc::Sender<Result<Bytes, io::Error>>,
+}
+
+impl Outbound for EventSink {
+    async fn send(&mut self, frames: &VecDeque<Bytes>) -> io::Result<()> {
+        let mut events = Vec::new();
+        for frame in frames {
+            // A frame is one line of JSON: it needs a single `data:` field.
+            events.extend_from_slice(b"data: ");
+            events.extend_from_slice(frame);
+            events.push(b'\n');
+        }
+        self.events
+            .send(Ok(Bytes::from(events)))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the SSE client left"))
+    }
+}

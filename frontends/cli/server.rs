@@ -51,9 +51,11 @@ fn init_logging(level: &str) -> Result<(), Failure> {
     } else {
         ColorChoice::Never
     };
+    // tide announces its listener itself; mist already logged every listener.
     let config = ConfigBuilder::new()
         .set_target_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
+        .add_filter_ignore_str("tide")
         .build();
     TermLogger::init(level, config, TerminalMode::Stderr, color)
         .map_err(|e| Failure::Failed(format!("cannot set up logging: {e}")))

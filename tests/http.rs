@@ -130,6 +130,23 @@ fn seed_table_over_server_sent_events_and_http_publish(runtime: &str) {
     }
 }
 
+/// A client that leaves an idle stream is noticed at the next keepalive and
+/// forgotten, even if nothing is ever published to its tags.
+fn a_departed_sse_client_is_forgotten(runtime: &str) {
+    let server = Server::start_on(runtime, &["--sse-keepalive", "1"]);
+    let events = EventStream::open(server.http(), "/subscribe?tags=quiet");
+    drop(events);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server
+        .log()
+        .iter()
+        .any(|l| l.contains("an SSE client left"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn server_sent_events_without_tags_is_a_400(runtime: &str) {
     let server = Server::start_on(runtime, &[]);
     let response = http(server.http(), "GET", "/subscribe", &[], b"");
@@ -294,6 +311,7 @@ macro_rules! on_each_runtime {
             #[test] fn a_bad_publish_body_is_a_400_saying_what_was_wrong() { super::a_bad_publish_body_is_a_400_saying_what_was_wrong($runtime) }
             #[test] fn server_sent_events_stream_matching_messages() { super::server_sent_events_stream_matching_messages($runtime) }
             #[test] fn seed_table_over_server_sent_events_and_http_publish() { super::seed_table_over_server_sent_events_and_http_publish($runtime) }
+            #[test] fn a_departed_sse_client_is_forgotten() { super::a_departed_sse_client_is_forgotten($runtime) }
             #[test] fn server_sent_events_without_tags_is_a_400() { super::server_sent_events_without_tags_is_a_400($runtime) }
             #[test] fn cors_answers_preflight_and_simple_requests() { super::cors_answers_preflight_and_simple_requests($runtime) }
             #[test] fn cors_can_be_limited_to_listed_origins() { super::cors_can_be_limited_to_listed_origins($runtime) }

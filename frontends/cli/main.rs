@@ -44,6 +44,11 @@ struct Cli {
     #[argh(option)]
     cors_origin: Vec<String>,
 
+    /// seconds between keepalive comments on an idle SSE stream, which is
+    /// also how soon a departed SSE client is noticed (default: 15)
+    #[argh(option)]
+    sse_keepalive: Option<u64>,
+
     /// log level: trace, debug, info, warn or error (default: info)
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,

@@ -7,6 +7,7 @@ use mist_frontend::{HttpOptions, Hub};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub fn run(cli: &Cli) -> Result<(), Failure> {
     init_logging(&cli.log_level)?;
@@ -16,11 +17,21 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     } else {
         split_uris(&cli.listeners)
     };
+    let defaults = HttpOptions::default();
     let http = HttpOptions {
         allowed_origins: if cli.cors_origin.is_empty() {
-            HttpOptions::default().allowed_origins
+            defaults.allowed_origins
         } else {
             cli.cors_origin.clone()
+        },
+        sse_keepalive: match cli.sse_keepalive {
+            Some(0) => {
+                return Err(Failure::Usage(
+                    "--sse-keepalive must be at least 1 second".into(),
+                ))
+            }
+            Some(seconds) => Duration::from_secs(seconds),
+            None => defaults.sse_keepalive,
         },
     };
     let hub = Arc::new(Hub::new(config, max_line));

@@ -3,17 +3,22 @@
 
 use async_std::task;
 use mist_frontend::listener::ListenerSpec;
-use mist_frontend::{HttpOptions, HttpService, Hub, Spawner};
+use mist_frontend::{HttpOptions, HttpService, Hub, Runtime};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Spawns on async-std's executor.
+/// async-std's executor and timers.
 #[derive(Clone, Copy)]
 pub struct AsyncStd;
 
-impl Spawner for AsyncStd {
+impl Runtime for AsyncStd {
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) {
         task::spawn(task);
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
+        task::sleep(duration)
     }
 }
 

@@ -9,10 +9,12 @@
 //!
 //! Every response answers CORS, preflight included, for the allowed origins.
 //! A runtime only carries requests to [`HttpService::respond`] (tide on
-//! async-std, async-h1 on smol) and supplies a [`Spawner`] for the sessions
-//! that outlive their request: SSE streams and upgraded WebSockets.
+//! async-std, async-h1 on smol) and lends its [`Runtime`] for what outlives a
+//! request: SSE streams, with their keepalives, and upgraded WebSockets.
 
-use crate::{is_disconnect, serve_websocket, HttpOptions, Hub, Inbound, Outbound, Session};
+use crate::{
+    is_disconnect, serve_websocket, HttpOptions, Hub, Inbound, Outbound, Runtime, Session,
+};
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use bytes::Bytes;
 use futures::channel::mpsc;
@@ -21,33 +23,28 @@ use futures::{SinkExt, TryStreamExt};
 use http_types::{Body, Method, Mime, Request as HttpRequest, Response, StatusCode};
 use mist_proto::{decode_document, encode, LineDecoder, ProtoError, Publication, Request};
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io;
 use std::str::FromStr;
 use std::sync::Arc;
-
-/// Runs a task in the background on the server's runtime.
-pub trait Spawner: Clone + Send + Sync + 'static {
-    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F);
-}
+use std::time::Duration;
 
 /// SSE batches in flight to one client before its session waits.
 const EVENT_BUFFER: usize = 8;
 
 /// The HTTP endpoints of one server.
 #[derive(Clone)]
-pub struct HttpService<S> {
+pub struct HttpService<R> {
     hub: Arc<Hub>,
     options: Arc<HttpOptions>,
-    spawner: S,
+    runtime: R,
 }
 
-impl<S: Spawner> HttpService<S> {
-    pub fn new(hub: Arc<Hub>, options: HttpOptions, spawner: S) -> HttpService<S> {
+impl<R: Runtime> HttpService<R> {
+    pub fn new(hub: Arc<Hub>, options: HttpOptions, runtime: R) -> HttpService<R> {
         HttpService {
             hub,
             options: Arc::new(options),
-            spawner,
+            runtime,
         }
     }
 
@@ -174,8 +171,13 @@ impl<S: Spawner> HttpService<S> {
             );
         }
         let (events, stream) = mpsc::channel(EVENT_BUFFER);
-        self.spawner.spawn(async move {
-            match session.run(NoInput, EventSink { events }).await {
+        let keepalive = Keepalive {
+            events: events.clone(),
+            runtime: self.runtime.clone(),
+            every: self.options.sse_keepalive,
+        };
+        self.runtime.spawn(async move {
+            match session.run(keepalive, EventSink { events }).await {
                 Err(e) if !is_disconnect(&e) => log::warn!("an SSE stream failed: {e}"),
                 _ => log::debug!("an SSE client left"),
             }
@@ -217,7 +219,7 @@ impl<S: Spawner> HttpService<S> {
         response.insert_header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
         let upgraded = response.recv_upgrade().await;
         let hub = self.hub.clone();
-        self.spawner.spawn(async move {
+        self.runtime.spawn(async move {
             if let Some(socket) = upgraded.await {
                 match serve_websocket(&hub, socket).await {
                     Err(e) if !is_disconnect(&e) => {
@@ -251,16 +253,25 @@ fn failure(
     json(status, body)
 }
 
-/// An SSE client sends nothing after its request.
-struct NoInput;
+/// An SSE client sends nothing after its request, and a client that went away
+/// is only noticed when something is written to it. So the "input" of an SSE
+/// session is a keepalive comment every so often: once writing it fails, the
+/// client is gone and the session ends, even on a tag nobody publishes to.
+struct Keepalive<R> {
+    events: mpsc::Sender<Result<Bytes, io::Error>>,
+    runtime: R,
+    every: Duration,
+}
 
-impl Inbound for NoInput {
+impl<R: Runtime> Inbound for Keepalive<R> {
     async fn receive(
         &mut self,
         _: &mut LineDecoder,
         _: &mut Vec<Result<Request, ProtoError>>,
     ) -> io::Result<bool> {
-        futures::future::pending().await
+        self.runtime.sleep(self.every).await;
+        let comment = Bytes::from_static(b": keepalive\n\n");
+        Ok(self.events.send(Ok(comment)).await.is_ok())
     }
 }
 

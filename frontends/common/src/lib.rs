@@ -24,13 +24,15 @@ mod http_service;
 mod hub;
 pub mod listener;
 mod options;
+mod runtime;
 mod signal;
 mod websocket;
 
 pub use accepted::{is_disconnect, serve_accepted, Transport};
 pub use connection::{serve, Inbound, Outbound, Session};
 pub use error::Error;
-pub use http_service::{HttpService, Spawner};
+pub use http_service::HttpService;
 pub use hub::Hub;
 pub use options::HttpOptions;
+pub use runtime::Runtime;
 pub use websocket::{accept_websocket, serve_websocket, WEBSOCKET_PATHS};

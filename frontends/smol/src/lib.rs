@@ -17,7 +17,7 @@
 //! ```
 
 use mist_frontend::listener::{bind_all, ListenerSpec};
-use mist_frontend::{serve_accepted, Error, HttpOptions, HttpService, Hub, Spawner, Transport};
+use mist_frontend::{serve_accepted, Error, HttpOptions, HttpService, Hub, Runtime, Transport};
 use smol::net::{TcpListener, TcpStream};
 use smol::{future, Executor, Timer};
 use std::future::Future;
@@ -112,13 +112,20 @@ impl Server {
     }
 }
 
-/// Spawns on the server's smol executor.
+/// The server's smol executor, and smol's timers.
 #[derive(Clone)]
 pub struct Smol(Arc<Executor<'static>>);
 
-impl Spawner for Smol {
+impl Runtime for Smol {
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) {
         self.0.spawn(task).detach();
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
+        let timer = Timer::after(duration);
+        async move {
+            timer.await;
+        }
     }
 }
 

@@ -1,12 +1,14 @@
 //! The broker state machine: connections in, commands applied, frames out.
 
+use crate::access::{Access, Next, Revoked, Role};
+use crate::auth::{AuthError, Change, Grants};
 use crate::hash::IdHashSet;
 use crate::index::{Index, Interner, TagId};
 use crate::outbox::{Outbox, Queued};
 use crate::{Config, Error};
 use bytes::Bytes;
 use mist_proto::{encode, Command, ProtoError, Request};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 
 /// Names one connection for as long as it is open. Ids of closed connections
@@ -40,12 +42,16 @@ impl fmt::Display for ConnId {
 }
 
 /// Something the caller must act on; see the crate docs for the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Output {
     /// The connection's outbox went from empty to non-empty: wake its writer,
     /// which collects the frames with [`Engine::poll_transmit`].
     Transmit(ConnId),
+    /// An admin change to store with the authenticator ([`Change::apply`]),
+    /// outside the engine; report the outcome with [`Engine::handle_persisted`].
+    /// One change is out at a time.
+    Persist { id: u64, change: Change },
 }
 
 /// Counters over the engine's whole life, and its current size.
@@ -75,6 +81,13 @@ pub struct ConnStats {
 }
 
 struct Conn {
+    role: Role,
+    /// Refused or revoked: its remaining frames go out, then it is closed.
+    closing: bool,
+    /// An admin change of this connection is with the authenticator; its
+    /// later input waits in `deferred`, so commands still apply in order.
+    waiting: bool,
+    deferred: VecDeque<Result<Request, ProtoError>>,
     /// Each subscription as its sorted, duplicate-free tag ids.
     subscriptions: IdHashSet<Box<[TagId]>>,
     outbox: Outbox,
@@ -101,10 +114,14 @@ pub struct Engine {
     publish_seq: u64,
     /// Reused for each publish's tag ids, to keep allocation off the hot path.
     scratch: Vec<TagId>,
+    /// `None` for an open server.
+    access: Option<Access>,
+    /// Connections whose deferred input can go on.
+    ready: Vec<ConnId>,
 }
 
 impl Engine {
-    /// An engine with no connections.
+    /// An open engine: no authentication, no admin commands.
     pub fn new(config: Config) -> Engine {
         Engine {
             config,
@@ -116,6 +133,17 @@ impl Engine {
             stats: Stats::default(),
             publish_seq: 0,
             scratch: Vec::new(),
+            access: None,
+            ready: Vec::new(),
+        }
+    }
+
+    /// An engine that wants a token from every client: `server_token` is the
+    /// admin's, `grants` the registered tokens as the authenticator loaded them.
+    pub fn secured(config: Config, server_token: String, grants: Grants) -> Engine {
+        Engine {
+            access: Some(Access::new(server_token, grants)),
+            ..Engine::new(config)
         }
     }
 
@@ -124,9 +152,34 @@ impl Engine {
         &self.config
     }
 
-    /// Input: a client connected.
+    /// Input: a client connected. On a secured engine its first message must
+    /// be `auth` (the TCP flow).
     pub fn handle_connect(&mut self) -> ConnId {
+        let role = match self.access {
+            None => Role::Open,
+            Some(_) => Role::Anonymous,
+        };
+        self.connect_as(role)
+    }
+
+    /// Input: a client connected with a token it gave out of band (an HTTP
+    /// header or query parameter). A secured engine refuses a missing or
+    /// unknown token; an open one ignores it.
+    pub fn handle_connect_with_token(&mut self, token: Option<&str>) -> Result<ConnId, Error> {
+        let role = match (&self.access, token) {
+            (None, _) => Role::Open,
+            (Some(_), None) => return Err(Error::AuthRequired),
+            (Some(access), Some(token)) => access.identify(token).ok_or(Error::BadToken)?,
+        };
+        Ok(self.connect_as(role))
+    }
+
+    fn connect_as(&mut self, role: Role) -> ConnId {
         let conn = Conn {
+            role,
+            closing: false,
+            waiting: false,
+            deferred: VecDeque::new(),
             subscriptions: IdHashSet::default(),
             outbox: Outbox::default(),
             last_publish: 0,
@@ -149,16 +202,48 @@ impl Engine {
     /// Input: one line from `conn`, decoded or not. Unknown ids are ignored.
     /// A failure is answered in `conn`'s outbox, in order with its other replies.
     pub fn handle_message(&mut self, conn: ConnId, message: Result<Request, ProtoError>) {
-        if self.conn(conn).is_none() {
+        let Some(c) = self.conn_mut(conn) else { return };
+        if c.closing {
             return;
         }
+        if c.waiting {
+            c.deferred.push_back(message);
+            return;
+        }
+        self.process(conn, message);
+        self.drain_ready();
+    }
+
+    fn process(&mut self, conn: ConnId, message: Result<Request, ProtoError>) {
+        let anonymous = self.conn(conn).is_some_and(|c| c.role == Role::Anonymous);
         let request = match message {
             Ok(request) => request,
+            Err(_) if anonymous => return self.refuse(conn, "", Error::AuthRequired),
             Err(e) => return self.reply_error(conn, "", None, Error::from(e)),
         };
+        if anonymous && request.command != Command::Auth {
+            return self.refuse(conn, request.command.as_str(), Error::AuthRequired);
+        }
         if let Err(e) = self.handle_command(conn, &request) {
+            if anonymous {
+                return self.refuse(conn, request.command.as_str(), e);
+            }
             let command = request.command.as_str();
             self.reply_error(conn, command, request.tags.as_deref(), e);
+        }
+    }
+
+    /// Answers a client that failed to authenticate, then closes it.
+    fn refuse(&mut self, conn: ConnId, command: &str, error: Error) {
+        self.reply_error(conn, command, None, error);
+        self.close(conn);
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.handle_input_closed(conn);
+        if let Some(c) = self.conn_mut(conn) {
+            c.closing = true;
+            c.deferred.clear();
         }
     }
 
@@ -181,7 +266,228 @@ impl Engine {
                 self.list(conn);
                 Ok(())
             }
+            Command::Auth => self.authenticate(conn, request),
+            Command::Register
+            | Command::Unregister
+            | Command::Set
+            | Command::Unset
+            | Command::Tags => self.admin(conn, request),
             Command::Other(_) => Err(Error::UnknownCommand),
+        }
+    }
+
+    /// Input: the authenticator's outcome for [`Output::Persist`] `id`. The
+    /// change takes effect (or not) and its admin gets the reply now. Returns
+    /// the admin's connection, whose input may go on again.
+    pub fn handle_persisted(&mut self, id: u64, outcome: Result<(), AuthError>) -> Option<ConnId> {
+        let (conn, change) = self.access.as_mut()?.finish(id)?;
+        match outcome {
+            Ok(()) => {
+                let revoked = self
+                    .access
+                    .as_mut()
+                    .map_or(Revoked::Nothing, |a| a.apply(change));
+                self.enforce(revoked);
+            }
+            Err(e) => self.reply_error(conn, change_command(&change), None, Error::NotSaved(e.0)),
+        }
+        self.ready.push(conn);
+        self.pump_changes();
+        self.drain_ready();
+        Some(conn)
+    }
+
+    /// Whether `conn` was refused or revoked: once its outbox is written, the
+    /// frontend should close it.
+    pub fn is_closing(&self, conn: ConnId) -> bool {
+        self.conn(conn).is_some_and(|c| c.closing)
+    }
+
+    fn role(&self, conn: ConnId) -> Role {
+        self.conn(conn).map_or(Role::Anonymous, |c| c.role.clone())
+    }
+
+    /// `auth`: on an open server a no-op, so clients given a token work there too.
+    fn authenticate(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
+        let Some(access) = &self.access else {
+            return Ok(());
+        };
+        let token = request
+            .data
+            .as_ref()
+            .map(|d| d.to_text())
+            .unwrap_or_default();
+        let role = access.identify(&token).ok_or(Error::BadToken)?;
+        let c = self.conn_mut(conn).ok_or(Error::BadToken)?;
+        match &c.role {
+            Role::Anonymous => {
+                c.role = role;
+                Ok(())
+            }
+            current if *current == role => Ok(()),
+            _ => Err(Error::AlreadyAuthenticated),
+        }
+    }
+
+    /// Whether `conn` may use all of `tags`.
+    fn permit(&self, conn: ConnId, tags: &[String]) -> Result<(), Error> {
+        match &self.access {
+            None => Ok(()),
+            Some(access) => access.permit(&self.role(conn), tags),
+        }
+    }
+
+    /// The admin commands; changes wait for the authenticator.
+    fn admin(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
+        if self.access.is_none() {
+            return Err(Error::UnknownCommand);
+        }
+        if self.role(conn) != Role::Admin {
+            return Err(Error::AdminOnly);
+        }
+        let command = match request.command {
+            Command::Register => "register",
+            Command::Unregister => "unregister",
+            Command::Set => "set",
+            Command::Unset => "unset",
+            _ => "tags",
+        };
+        let token = request
+            .data
+            .as_ref()
+            .map(|d| d.to_text())
+            .unwrap_or_default();
+        if token.is_empty() {
+            return Err(Error::MissingToken { command });
+        }
+        let tag_set = |tags: &[String]| tags.iter().cloned().collect::<BTreeSet<String>>();
+        let change = match request.command {
+            Command::Tags => {
+                let access = self.access.as_ref().ok_or(Error::UnknownCommand)?;
+                let tags: Vec<String> = access
+                    .tags_of(&token)
+                    .ok_or(Error::UnknownToken)?
+                    .iter()
+                    .cloned()
+                    .collect();
+                self.reply(conn, encode::tags(&tags));
+                return Ok(());
+            }
+            Command::Register => Change::Register {
+                token,
+                tags: tag_set(request.tags.as_deref().unwrap_or_default()),
+            },
+            Command::Unregister => Change::Unregister { token },
+            Command::Set => Change::Set {
+                tags: tag_set(self.required_tags(command, request)?),
+                token,
+            },
+            _ => Change::Unset {
+                tags: tag_set(self.required_tags(command, request)?),
+                token,
+            },
+        };
+        if let Some(access) = self.access.as_mut() {
+            access.enqueue(conn, change);
+        }
+        if let Some(c) = self.conn_mut(conn) {
+            c.waiting = true;
+        }
+        self.pump_changes();
+        Ok(())
+    }
+
+    /// Hands the next valid change to the caller; answers invalid ones.
+    fn pump_changes(&mut self) {
+        while let Some(next) = self.access.as_mut().and_then(Access::next) {
+            match next {
+                Next::Store(id, change) => {
+                    self.outputs.push_back(Output::Persist { id, change });
+                    return;
+                }
+                Next::Refuse(conn, change, error) => {
+                    self.reply_error(conn, change_command(&change), None, error);
+                    self.ready.push(conn);
+                }
+            }
+        }
+    }
+
+    /// Lets connections whose admin change is settled process their deferred input.
+    fn drain_ready(&mut self) {
+        while let Some(conn) = self.ready.pop() {
+            if let Some(c) = self.conn_mut(conn) {
+                c.waiting = false;
+            }
+            while let Some(message) = self.next_deferred(conn) {
+                self.process(conn, message);
+            }
+        }
+    }
+
+    /// The next deferred message of `conn`, unless it is waiting or closing.
+    fn next_deferred(&mut self, conn: ConnId) -> Option<Result<Request, ProtoError>> {
+        let c = self.conn_mut(conn)?;
+        if c.waiting || c.closing {
+            return None;
+        }
+        c.deferred.pop_front()
+    }
+
+    /// Takes from open connections what an applied change revoked.
+    fn enforce(&mut self, revoked: Revoked) {
+        let (token, tags) = match revoked {
+            Revoked::Nothing => return,
+            Revoked::Token(token) => (token, None),
+            Revoked::Tags(token, tags) => (token, Some(tags)),
+        };
+        let holders: Vec<ConnId> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let c = slot.conn.as_ref()?;
+                (c.role == Role::Client(token.clone()))
+                    .then(|| ConnId::new(i as u32, slot.generation))
+            })
+            .collect();
+        for conn in holders {
+            match &tags {
+                None => self.refuse(conn, "auth", Error::TokenRevoked),
+                Some(tags) => self.revoke_tags(conn, tags),
+            }
+        }
+    }
+
+    /// Removes `conn`'s subscriptions that use any of `tags`, telling it why.
+    fn revoke_tags(&mut self, conn: ConnId, tags: &BTreeSet<String>) {
+        let Some(c) = self.conn(conn) else { return };
+        let lost: Vec<Box<[TagId]>> = c
+            .subscriptions
+            .iter()
+            .filter(|set| set.iter().any(|&id| tags.contains(self.tags.name(id))))
+            .cloned()
+            .collect();
+        for set in lost {
+            let names: Vec<String> = set
+                .iter()
+                .map(|&id| self.tags.name(id).to_owned())
+                .collect();
+            let revoked: Vec<String> = names
+                .iter()
+                .filter(|t| tags.contains(*t))
+                .cloned()
+                .collect();
+            if let Some(c) = self.conn_mut(conn) {
+                c.subscriptions.remove(&set);
+            }
+            self.forget_subscription(conn, &set);
+            self.reply_error(
+                conn,
+                "subscribe",
+                Some(&names),
+                Error::PermissionRevoked { tags: revoked },
+            );
         }
     }
 
@@ -198,6 +504,9 @@ impl Engine {
     /// Input: `conn` is gone. Everything about it is forgotten.
     pub fn handle_disconnect(&mut self, conn: ConnId) {
         self.handle_input_closed(conn);
+        if let Some(access) = self.access.as_mut() {
+            access.forget(conn);
+        }
         if self.conn(conn).is_some() {
             self.slots[conn.slot()].conn = None;
             self.free_slots.push(conn.slot() as u32);
@@ -224,7 +533,7 @@ impl Engine {
     /// over its bound, until the writer drains it.
     pub fn accepts_input(&self, conn: ConnId) -> bool {
         self.conn(conn)
-            .is_some_and(|c| !c.outbox.over_limit(&self.config))
+            .is_some_and(|c| !c.waiting && !c.outbox.over_limit(&self.config))
     }
 
     /// Counters for the whole engine.
@@ -271,6 +580,7 @@ impl Engine {
 
     fn subscribe(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
         let tags = self.required_tags("subscribe", request)?;
+        self.permit(conn, tags)?;
         let (held, already) = match (self.conn(conn), self.known_set(tags)) {
             (Some(c), Some(set)) => (
                 c.subscriptions.len(),
@@ -302,6 +612,7 @@ impl Engine {
 
     fn unsubscribe(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
         let tags = self.required_tags("unsubscribe", request)?;
+        self.permit(conn, tags)?;
         let Some(set) = self.known_set(tags) else {
             return Ok(());
         };
@@ -338,6 +649,7 @@ impl Engine {
 
     fn publish(&mut self, publisher: ConnId, request: &Request) -> Result<(), Error> {
         let tags = self.required_tags("publish", request)?;
+        self.permit(publisher, tags)?;
         self.stats.published += 1;
         // Tags no subscription uses cannot narrow a match, so they are skipped.
         let mut ids = std::mem::take(&mut self.scratch);
@@ -412,5 +724,15 @@ impl Engine {
         if c.outbox.push_reply(frame) == (Queued::Yes { first: true }) {
             self.outputs.push_back(Output::Transmit(conn));
         }
+    }
+}
+
+/// The command that asked for a change, for its reply.
+fn change_command(change: &Change) -> &'static str {
+    match change {
+        Change::Register { .. } => "register",
+        Change::Unregister { .. } => "unregister",
+        Change::Set { .. } => "set",
+        Change::Unset { .. } => "unset",
     }
 }

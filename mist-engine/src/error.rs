@@ -16,6 +16,28 @@ pub enum Error {
     TooManyTags { limit: usize },
     /// The connection already holds [`crate::Config::max_subscriptions`].
     TooManySubscriptions { limit: usize },
+    /// The server wants a token before anything else.
+    AuthRequired,
+    /// The token given is neither the server token nor a registered one.
+    BadToken,
+    /// A connection keeps the token it authenticated with.
+    AlreadyAuthenticated,
+    /// The token was not granted these tags.
+    PermissionDenied { denied: Vec<String> },
+    /// Admin commands need the server token.
+    AdminOnly,
+    /// An admin command without the token it is about in `data`.
+    MissingToken { command: &'static str },
+    /// `register` of a token that exists already.
+    TokenExists,
+    /// A change to a token that is not registered.
+    UnknownToken,
+    /// The authenticator could not store the change; nothing changed.
+    NotSaved(String),
+    /// The connection's token was unregistered.
+    TokenRevoked,
+    /// Tags were taken from the connection's token; this subscription used them.
+    PermissionRevoked { tags: Vec<String> },
 }
 
 impl fmt::Display for Error {
@@ -33,6 +55,40 @@ impl fmt::Display for Error {
             Error::TooManySubscriptions { limit } => write!(
                 f,
                 "too many subscriptions: a connection may hold at most {limit}"
+            ),
+            Error::AuthRequired => f.write_str(
+                "authentication required: send {\"command\":\"auth\",\"data\":\"TOKEN\"} first",
+            ),
+            Error::BadToken => f.write_str("authentication failed: the token is not valid"),
+            Error::AlreadyAuthenticated => {
+                f.write_str("already authenticated: a connection keeps the token it started with")
+            }
+            Error::PermissionDenied { denied } => write!(
+                f,
+                "permission denied: this token may not use the tag(s) {}",
+                denied.join(", ")
+            ),
+            Error::AdminOnly => {
+                f.write_str("permission denied: admin commands need the server token")
+            }
+            Error::MissingToken { command } => {
+                write!(f, "missing token: {command} needs the token in \"data\"")
+            }
+            Error::TokenExists => f.write_str("token already registered"),
+            Error::UnknownToken => f.write_str("unknown token: it is not registered"),
+            Error::NotSaved(reason) => {
+                write!(
+                    f,
+                    "the change could not be saved, nothing changed: {reason}"
+                )
+            }
+            Error::TokenRevoked => {
+                f.write_str("the token was unregistered: the connection is closed")
+            }
+            Error::PermissionRevoked { tags } => write!(
+                f,
+                "permission revoked for the tag(s) {}: the subscription was removed",
+                tags.join(", ")
             ),
         }
     }

@@ -11,12 +11,16 @@
 //!
 //! Inputs are the `handle_*` methods:
 //! - [`Engine::handle_connect`] when a client connects; it returns the [`ConnId`].
+//!   [`Engine::handle_connect_with_token`] instead when the client gave its
+//!   token out of band (an HTTP header); a secured engine refuses a bad one.
 //! - [`Engine::handle_message`] for every line the client sent, decoded by
 //!   [`mist_proto::LineDecoder`], in the order the lines arrived (errors too:
 //!   the engine answers them in order with the other replies).
 //! - [`Engine::handle_input_closed`] when the client will send nothing more.
 //!   Its subscriptions end; replies already queued are still handed out.
 //! - [`Engine::handle_disconnect`] when the connection is gone.
+//! - [`Engine::handle_persisted`] with the authenticator's outcome for an
+//!   [`Output::Persist`].
 //!
 //! Outputs are the `poll_*` methods. **Every input must be followed by
 //! draining [`Engine::poll_output`] until it returns `None`**:
@@ -25,9 +29,25 @@
 //!   hands over every queued frame at once, write them, and call
 //!   `poll_transmit` again: the next call also acknowledges that the previous
 //!   batch was written, which frees its room in the outbox.
+//! - [`Output::Persist`] carries an admin change ([`auth::Change`]) to store
+//!   with the authenticator, outside the engine and its lock. Until the
+//!   outcome comes back, the change has no effect and its admin's later
+//!   commands wait, so commands still take effect in order; everyone else
+//!   carries on.
+//! - [`Engine::is_closing`] says that a connection was refused (a bad token)
+//!   or revoked: write what is queued for it, then close it.
 //! - [`Engine::accepts_input`] is false while a connection's own replies
 //!   exceed its outbox bound; its reader should stop reading until the writer
 //!   has drained the outbox. This applies backpressure to that one client only.
+//!
+//! # Access
+//!
+//! [`Engine::new`] is an open server. [`Engine::secured`] wants a token from
+//! every client: the server token may do everything, including the admin
+//! commands (`register`, `unregister`, `set`, `unset`, `tags`); a registered
+//! token may subscribe, unsubscribe and publish only with tags it was
+//! granted. Grants live in the engine, so no request waits on storage; a
+//! change that takes tags away applies at once to connections already open.
 //!
 //! # Delivery rules
 //!
@@ -58,6 +78,8 @@
 //! );
 //! ```
 
+mod access;
+pub mod auth;
 mod config;
 mod engine;
 mod error;

@@ -81,6 +81,15 @@ pub fn list(subscriptions: &[Vec<String>]) -> Bytes {
     .to_bytes()
 }
 
+/// The reply to the admin's `tags`: `{"command":"tags","tags":[...]}`.
+pub fn tags(tags: &[String]) -> Bytes {
+    Frame {
+        tags: Some(tags),
+        ..Frame::new("tags")
+    }
+    .to_bytes()
+}
+
 /// An error reply. `command` and `tags` echo the request that failed (`""`
 /// and `None` when the line could not be decoded at all).
 pub fn error(command: &str, tags: Option<&[String]>, error: &str) -> Bytes {

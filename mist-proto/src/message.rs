@@ -81,6 +81,18 @@ pub enum Command {
     Unsubscribe,
     Publish,
     List,
+    /// Authenticate with the token in `data` (the first message on TCP).
+    Auth,
+    /// Admin: register the token in `data` with `tags`.
+    Register,
+    /// Admin: remove the token in `data`.
+    Unregister,
+    /// Admin: add `tags` to the token in `data`.
+    Set,
+    /// Admin: remove `tags` from the token in `data`.
+    Unset,
+    /// Admin: show the tags of the token in `data`.
+    Tags,
     Other(String),
 }
 
@@ -93,6 +105,12 @@ impl Command {
             Command::Unsubscribe => "unsubscribe",
             Command::Publish => "publish",
             Command::List => "list",
+            Command::Auth => "auth",
+            Command::Register => "register",
+            Command::Unregister => "unregister",
+            Command::Set => "set",
+            Command::Unset => "unset",
+            Command::Tags => "tags",
             Command::Other(name) => name,
         }
     }
@@ -104,6 +122,12 @@ impl Command {
             "unsubscribe" => Command::Unsubscribe,
             "publish" => Command::Publish,
             "list" => Command::List,
+            "auth" => Command::Auth,
+            "register" => Command::Register,
+            "unregister" => Command::Unregister,
+            "set" => Command::Set,
+            "unset" => Command::Unset,
+            "tags" => Command::Tags,
             _ => return None,
         })
     }

@@ -49,6 +49,17 @@ struct Cli {
     #[argh(option)]
     sse_keepalive: Option<u64>,
 
+    /// where tokens are kept, enabling authentication: memory://,
+    /// scribble://?db=DIR or postgres://user@host:port?db=NAME
+    /// (default: none, an open server)
+    #[argh(option)]
+    authenticator: Option<String>,
+
+    /// the server token, required with --authenticator: clients that
+    /// present it are the admin
+    #[argh(option)]
+    token: Option<String>,
+
     /// log level: trace, debug, info, warn or error (default: info)
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,

@@ -1,6 +1,7 @@
 //! `mist --server`: turns the flags into a running async-std server.
 
 use crate::{Cli, Failure};
+use mist_auth::Registry;
 use mist_engine::Config;
 use mist_frontend::listener::{split_uris, DEFAULT_LISTENERS};
 use mist_frontend::{HttpOptions, Hub};
@@ -34,21 +35,57 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
             None => defaults.sse_keepalive,
         },
     };
-    let hub = Arc::new(Hub::new(config, max_line));
-    match cli.runtime.as_str() {
-        "async-std" => async_std::task::block_on(async {
-            let server = mist_async_std::Server::bind(hub, &uris, http).await?;
-            server.run().await;
-            Ok(())
-        }),
-        "smol" => {
-            mist_smol::Server::bind(hub, &uris, http)?.run();
-            Ok(())
-        }
-        other => Err(Failure::Usage(format!(
-            "unknown --runtime {other:?}: use async-std or smol"
-        ))),
+    if !["async-std", "smol"].contains(&cli.runtime.as_str()) {
+        return Err(Failure::Usage(format!(
+            "unknown --runtime {:?}: use async-std or smol",
+            cli.runtime
+        )));
     }
+    let hub = Arc::new(hub(cli, config, max_line)?);
+    if cli.runtime == "smol" {
+        mist_smol::Server::bind(hub, &uris, http)?.run();
+        return Ok(());
+    }
+    async_std::task::block_on(async {
+        let server = mist_async_std::Server::bind(hub, &uris, http).await?;
+        server.run().await;
+        Ok(())
+    })
+}
+
+/// An open hub, or one secured by the authenticator, with its tokens loaded.
+fn hub(cli: &Cli, config: Config, max_line: usize) -> Result<Hub, Failure> {
+    let (uri, token) = match (&cli.authenticator, &cli.token) {
+        (None, None) => return Ok(Hub::new(config, max_line)),
+        (Some(_), None) => return Err(Failure::Usage(
+            "--authenticator needs --token: the server token is what the admin authenticates with"
+                .into(),
+        )),
+        (None, Some(_)) => {
+            return Err(Failure::Usage(
+                "--token needs --authenticator, e.g. --authenticator memory://".into(),
+            ))
+        }
+        (Some(uri), Some(token)) if token.is_empty() => {
+            return Err(Failure::Usage(format!(
+                "--token must not be empty (authenticator {uri})"
+            )))
+        }
+        (Some(uri), Some(token)) => (uri, token),
+    };
+    let authenticator = Registry::with_builtins()
+        .open(uri)
+        .map_err(|e| Failure::Failed(format!("cannot use the authenticator: {e}")))?;
+    let grants = futures::executor::block_on(authenticator.load())
+        .map_err(|e| Failure::Failed(format!("cannot load tokens from the authenticator: {e}")))?;
+    log::info!("authentication on: {} token(s) registered", grants.len());
+    Ok(Hub::secured(
+        config,
+        max_line,
+        token.clone(),
+        authenticator,
+        grants,
+    ))
 }
 
 fn init_logging(level: &str) -> Result<(), Failure> {

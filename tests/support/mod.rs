@@ -112,6 +112,58 @@ impl Server {
         }
     }
 
+    /// A client over `transport` presenting `token`: as its first message on
+    /// TCP, in the `X-Auth-Token` header on the ws port, and in the
+    /// `x-auth-token` query parameter on the HTTP port.
+    pub fn client_with_token(&self, transport: Transport, token: &str) -> Client {
+        match transport {
+            Transport::Tcp => {
+                let mut client = Client::tcp(&self.addr);
+                client.send(Request::new("auth").data(token));
+                client
+            }
+            Transport::Ws => {
+                let url = format!("ws://{}/subscribe/websocket", self.listeners["ws"]);
+                let mut request =
+                    tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+                request
+                    .headers_mut()
+                    .insert("X-Auth-Token", token.parse().unwrap());
+                let (socket, _) = tungstenite::connect(request).expect("WebSocket handshake");
+                Client {
+                    wire: Wire::WebSocket(Box::new(socket)),
+                    frames: VecDeque::new(),
+                }
+            }
+            Transport::HttpWs => Client::websocket(&format!(
+                "ws://{}/subscribe/websocket?x-auth-token={token}",
+                self.listeners["http"]
+            )),
+        }
+    }
+
+    /// The HTTP status a WebSocket handshake over `transport` gets with
+    /// `token` (none when `None`); 101 when it is accepted.
+    pub fn websocket_status(&self, transport: Transport, token: Option<&str>) -> u16 {
+        let port = if transport == Transport::Ws {
+            "ws"
+        } else {
+            "http"
+        };
+        let url = format!("ws://{}/subscribe/websocket", self.listeners[port]);
+        let mut request = tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+        if let Some(token) = token {
+            request
+                .headers_mut()
+                .insert("X-Auth-Token", token.parse().unwrap());
+        }
+        match tungstenite::connect(request) {
+            Ok(_) => 101,
+            Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Err(e) => panic!("handshake failed: {e}"),
+        }
+    }
+
     /// `host:port` of the HTTP listener.
     pub fn http(&self) -> &str {
         &self.listeners["http"]
@@ -343,6 +395,43 @@ impl Client {
                 m.data.unwrap_or_default()
             })
             .collect()
+    }
+
+    /// Waits until the server closes the connection, returning the frames
+    /// that came before.
+    pub fn until_closed(&mut self) -> Vec<Message> {
+        let mut frames: Vec<Message> = self.frames.drain(..).collect();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .expect("the server closes the connection");
+            self.stream().set_read_timeout(Some(left)).unwrap();
+            match &mut self.wire {
+                Wire::Lines { stream, decoder } => {
+                    let mut buf = [0u8; 64 * 1024];
+                    match stream.read(&mut buf) {
+                        Ok(0) => return frames,
+                        Ok(n) => {
+                            let mut out = Vec::new();
+                            decoder.decode::<Message>(&buf[..n], &mut out);
+                            frames.extend(out.into_iter().map(Result::unwrap));
+                        }
+                        Err(e) if is_timeout(&e) => {}
+                        Err(_) => return frames,
+                    }
+                }
+                Wire::WebSocket(socket) => match socket.read() {
+                    Ok(tungstenite::Message::Text(text)) => {
+                        frames.push(serde_json::from_str(&text).unwrap())
+                    }
+                    Ok(tungstenite::Message::Close(_)) => return frames,
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+                    Err(_) => return frames,
+                },
+            }
+        }
     }
 
     /// The error text of the next frame, which must be an error reply.

@@ -46,6 +46,9 @@ impl Server {
     /// logged error. Fails if a listener cannot be bound or none is left.
     pub async fn bind(hub: Arc<Hub>, uris: &[String], http: HttpOptions) -> Result<Server, Error> {
         let listeners = bind_all(uris, &SCHEMES)?;
+        hub.set_spawner(|task| {
+            task::spawn(task);
+        });
         Ok(Server {
             hub,
             http,

@@ -74,14 +74,36 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects a new client.
+    /// Connects a new client. On a secured hub its first message must be
+    /// `auth`.
     pub fn open(hub: &Arc<Hub>) -> Session {
-        let (conn, link) = hub.connect();
+        let (conn, link) = hub
+            .connect(None)
+            .expect("connecting without a token cannot be refused");
         Session {
             hub: hub.clone(),
             conn,
             link,
         }
+    }
+
+    /// Connects a client that gave its token out of band (an `X-Auth-Token`
+    /// header or query parameter). A secured hub refuses a missing or bad one.
+    pub fn open_with_token(
+        hub: &Arc<Hub>,
+        token: Option<&str>,
+    ) -> Result<Session, mist_engine::Error> {
+        let (conn, link) = hub.connect(Some(token))?;
+        Ok(Session {
+            hub: hub.clone(),
+            conn,
+            link,
+        })
+    }
+
+    /// The hub the session belongs to.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 
     /// Applies a request now and returns its failure instead of queueing an
@@ -124,11 +146,17 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
     loop {
         let open = inbound.receive(&mut decoder, &mut decoded).await?;
         // What the last input carried counts even when it also ended the input.
-        if !decoded.is_empty() && !hub.handle_messages(conn, &mut decoded) {
-            // The client is not reading its replies: stop reading its requests
-            // until the writer has made room.
-            while !hub.accepts_input(conn) {
-                session.link.room.wait().await;
+        if !decoded.is_empty() {
+            let (accepts, closing) = hub.handle_messages(conn, &mut decoded);
+            if closing {
+                return Ok(());
+            }
+            if !accepts {
+                // The client is not reading its replies, or an admin change of
+                // its own is being stored: read nothing more until that is done.
+                while !hub.accepts_input(conn) {
+                    session.link.room.wait().await;
+                }
             }
         }
         // Let the writers this input woke run before reading more, so that a
@@ -147,12 +175,12 @@ async fn write_loop(session: &Session, mut outbound: impl Outbound) -> io::Resul
     let mut batch = VecDeque::new();
     loop {
         // Taking a batch also acknowledges the previous one as written.
-        let got = hub.transmit(conn, &mut batch);
+        let (got, closing) = hub.transmit(conn, &mut batch);
         link.room.notify();
         if got {
             outbound.send(&batch).await?;
             batch.clear();
-        } else if link.input_done.load(Ordering::Acquire) {
+        } else if closing || link.input_done.load(Ordering::Acquire) {
             return outbound.finish().await;
         } else {
             link.outbox_ready.wait().await;

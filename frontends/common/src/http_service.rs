@@ -13,7 +13,8 @@
 //! request: SSE streams, with their keepalives, and upgraded WebSockets.
 
 use crate::{
-    is_disconnect, serve_websocket, HttpOptions, Hub, Inbound, Outbound, Runtime, Session,
+    is_disconnect, request_token, serve_websocket, HttpOptions, Hub, Inbound, Outbound, Runtime,
+    Session,
 };
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use bytes::Bytes;
@@ -114,9 +115,21 @@ impl<R: Runtime> HttpService<R> {
         }
     }
 
+    /// A session for the request's client, or the 401 that refuses it.
+    fn session(&self, request: &HttpRequest, command: &str) -> Result<Session, Box<Response>> {
+        let header = request.header("X-Auth-Token").map(|v| v.as_str());
+        let token = request_token(header, request.url().query());
+        Session::open_with_token(&self.hub, token.as_deref())
+            .map_err(|e| Box::new(failure(StatusCode::Unauthorized, command, None, &e)))
+    }
+
     /// `POST /publish`: an HTTP publisher holds no subscriptions, so every
     /// matching subscriber receives the message.
     async fn publish(&self, mut request: HttpRequest) -> Response {
+        let session = match self.session(&request, "publish") {
+            Ok(session) => session,
+            Err(refused) => return *refused,
+        };
         let limit = self.hub.max_line();
         let mut body = Vec::new();
         let read = request
@@ -141,12 +154,12 @@ impl<R: Runtime> HttpService<R> {
             Err(e) => return failure(StatusCode::BadRequest, "publish", None, &e),
         };
         let tags = request.tags.as_deref();
-        match Session::open(&self.hub).command(&request) {
+        match session.command(&request) {
             Ok(()) => json(
                 StatusCode::Ok,
                 serde_json::json!({"command": "publish", "tags": tags}).to_string(),
             ),
-            Err(e) => failure(StatusCode::BadRequest, "publish", tags, &e),
+            Err(e) => failure(refusal_status(&e), "publish", tags, &e),
         }
     }
 
@@ -161,7 +174,10 @@ impl<R: Runtime> HttpService<R> {
             .filter(|tag| !tag.is_empty())
             .collect();
         let subscribe = Request::new("subscribe").tags(tags);
-        let session = Session::open(&self.hub);
+        let session = match self.session(request, "subscribe") {
+            Ok(session) => session,
+            Err(refused) => return *refused,
+        };
         if let Err(e) = session.command(&subscribe) {
             return failure(
                 StatusCode::BadRequest,
@@ -213,15 +229,18 @@ impl<R: Runtime> HttpService<R> {
                 return response;
             }
         };
+        let session = match self.session(request, "") {
+            Ok(session) => session,
+            Err(refused) => return *refused,
+        };
         let mut response = Response::new(StatusCode::SwitchingProtocols);
         response.insert_header("Upgrade", "websocket");
         response.insert_header("Connection", "Upgrade");
         response.insert_header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
         let upgraded = response.recv_upgrade().await;
-        let hub = self.hub.clone();
         self.runtime.spawn(async move {
             if let Some(socket) = upgraded.await {
-                match serve_websocket(&hub, socket).await {
+                match serve_websocket(session, socket).await {
                     Err(e) if !is_disconnect(&e) => {
                         log::warn!("a WebSocket client over HTTP failed: {e}")
                     }
@@ -230,6 +249,16 @@ impl<R: Runtime> HttpService<R> {
             }
         });
         response
+    }
+}
+
+/// 403 for what the token may not do, 400 for a malformed request.
+fn refusal_status(error: &mist_engine::Error) -> StatusCode {
+    match error {
+        mist_engine::Error::PermissionDenied { .. } | mist_engine::Error::AdminOnly => {
+            StatusCode::Forbidden
+        }
+        _ => StatusCode::BadRequest,
     }
 }
 

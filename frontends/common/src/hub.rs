@@ -1,19 +1,24 @@
-//! The engine shared by every connection task, and the wiring that wakes them.
+//! The engine shared by every connection task, and the wiring that wakes them
+//! and stores admin changes.
 
 use crate::signal::Signal;
 use bytes::Bytes;
+use mist_engine::auth::{Authenticator, Change, Grants};
 use mist_engine::{Config, ConnId, Engine, Output, Stats};
 use mist_proto::{ProtoError, Request};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// What a connection's tasks share with the hub.
 #[derive(Default)]
 pub(crate) struct Link {
     /// The engine queued frames for this connection.
     pub(crate) outbox_ready: Signal,
-    /// The writer took frames out, so a throttled reader may go on.
+    /// The writer took frames out, or an admin change settled, so a paused
+    /// reader may go on.
     pub(crate) room: Signal,
     /// The reader has finished; the writer stops once the outbox is empty.
     pub(crate) input_done: AtomicBool,
@@ -24,26 +29,70 @@ struct State {
     links: HashMap<ConnId, Arc<Link>>,
 }
 
+/// A task handed to the runtime.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Spawn = Box<dyn Fn(Task) + Send + Sync>;
+
+/// What to do after the lock is released: wake writers, store changes.
+#[derive(Default)]
+struct Effects {
+    woken: Vec<Arc<Link>>,
+    persist: Vec<(u64, Change)>,
+}
+
 /// The broker as the connection tasks see it: one [`Engine`] behind a lock.
 ///
 /// Every method takes the lock once, applies its input, drains the engine's
-/// outputs and releases the lock before waking anyone, so no task ever does
-/// IO, or even a wake-up, while holding it.
+/// outputs and releases the lock before acting on them (waking writers,
+/// storing admin changes with the authenticator), so no task ever does IO, or
+/// even a wake-up, while holding it.
 pub struct Hub {
     state: Mutex<State>,
     max_line: usize,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    spawn: OnceLock<Spawn>,
 }
 
 impl Hub {
-    /// A hub around a fresh engine; lines longer than `max_line` are refused.
+    /// An open hub (no authentication); lines longer than `max_line` are refused.
     pub fn new(config: Config, max_line: usize) -> Hub {
+        Hub::around(Engine::new(config), max_line, None)
+    }
+
+    /// A hub that wants a token from every client. `grants` are the tokens
+    /// `authenticator` loaded at start; admin changes are stored with it.
+    pub fn secured(
+        config: Config,
+        max_line: usize,
+        server_token: String,
+        authenticator: Arc<dyn Authenticator>,
+        grants: Grants,
+    ) -> Hub {
+        let engine = Engine::secured(config, server_token, grants);
+        Hub::around(engine, max_line, Some(authenticator))
+    }
+
+    fn around(
+        engine: Engine,
+        max_line: usize,
+        authenticator: Option<Arc<dyn Authenticator>>,
+    ) -> Hub {
         Hub {
             state: Mutex::new(State {
-                engine: Engine::new(config),
+                engine,
                 links: HashMap::new(),
             }),
             max_line,
+            authenticator,
+            spawn: OnceLock::new(),
         }
+    }
+
+    /// Lends the hub the runtime's spawner, for storing admin changes in the
+    /// background. Runtime frontends call it when they start; later calls
+    /// are ignored.
+    pub fn set_spawner(&self, spawn: impl Fn(Task) + Send + Sync + 'static) {
+        let _ = self.spawn.set(Box::new(spawn));
     }
 
     /// The longest line a client may send, in bytes.
@@ -62,43 +111,53 @@ impl Hub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn connect(&self) -> (ConnId, Arc<Link>) {
+    pub(crate) fn connect(
+        &self,
+        token: Option<Option<&str>>,
+    ) -> Result<(ConnId, Arc<Link>), mist_engine::Error> {
         let link = Arc::new(Link::default());
         let mut state = self.lock();
-        let conn = state.engine.handle_connect();
+        let conn = match token {
+            None => state.engine.handle_connect(),
+            Some(token) => state.engine.handle_connect_with_token(token)?,
+        };
         state.links.insert(conn, link.clone());
-        (conn, link)
+        Ok((conn, link))
     }
 
     /// Applies a batch of decoded lines in order; returns whether the
-    /// connection may keep sending (see [`Engine::accepts_input`]).
+    /// connection may keep sending (see [`Engine::accepts_input`]) and
+    /// whether it is to be closed (see [`Engine::is_closing`]).
     pub(crate) fn handle_messages(
-        &self,
+        self: &Arc<Self>,
         conn: ConnId,
         messages: &mut Vec<Result<Request, ProtoError>>,
-    ) -> bool {
+    ) -> (bool, bool) {
         let mut state = self.lock();
         for message in messages.drain(..) {
             state.engine.handle_message(conn, message);
         }
-        let accepts = state.engine.accepts_input(conn);
-        let woken = drain_outputs(&mut state);
+        let flags = (
+            state.engine.accepts_input(conn),
+            state.engine.is_closing(conn),
+        );
+        let effects = drain_outputs(&mut state);
         drop(state);
-        wake(woken);
-        accepts
+        self.act(effects);
+        flags
     }
 
     /// Applies a request, returning its failure rather than queueing it.
     pub(crate) fn command(
-        &self,
+        self: &Arc<Self>,
         conn: ConnId,
         request: &Request,
     ) -> Result<(), mist_engine::Error> {
         let mut state = self.lock();
         let outcome = state.engine.handle_command(conn, request);
-        let woken = drain_outputs(&mut state);
+        let effects = drain_outputs(&mut state);
         drop(state);
-        wake(woken);
+        self.act(effects);
         outcome
     }
 
@@ -106,12 +165,12 @@ impl Hub {
         self.lock().engine.accepts_input(conn)
     }
 
-    pub(crate) fn input_closed(&self, conn: ConnId) {
+    pub(crate) fn input_closed(self: &Arc<Self>, conn: ConnId) {
         let mut state = self.lock();
         state.engine.handle_input_closed(conn);
-        let woken = drain_outputs(&mut state);
+        let effects = drain_outputs(&mut state);
         drop(state);
-        wake(woken);
+        self.act(effects);
     }
 
     pub(crate) fn disconnect(&self, conn: ConnId) {
@@ -120,30 +179,68 @@ impl Hub {
         state.links.remove(&conn);
     }
 
-    /// Hands every frame queued for `conn` to its writer (see [`Engine::poll_transmit`]).
-    pub(crate) fn transmit(&self, conn: ConnId, batch: &mut VecDeque<Bytes>) -> bool {
-        self.lock().engine.poll_transmit(conn, batch)
+    /// Hands every frame queued for `conn` to its writer (see
+    /// [`Engine::poll_transmit`]); also says whether `conn` is to be closed.
+    pub(crate) fn transmit(&self, conn: ConnId, batch: &mut VecDeque<Bytes>) -> (bool, bool) {
+        let mut state = self.lock();
+        let got = state.engine.poll_transmit(conn, batch);
+        (got, state.engine.is_closing(conn))
+    }
+
+    /// Feeds the authenticator's outcome back, and lets the admin go on.
+    fn persisted(self: &Arc<Self>, id: u64, outcome: Result<(), mist_engine::auth::AuthError>) {
+        let mut state = self.lock();
+        let admin = state.engine.handle_persisted(id, outcome);
+        let link = admin.and_then(|conn| state.links.get(&conn).cloned());
+        let effects = drain_outputs(&mut state);
+        drop(state);
+        self.act(effects);
+        if let Some(link) = link {
+            link.room.notify();
+        }
+    }
+
+    /// Wakes writers and starts storing changes, after the lock is released.
+    fn act(self: &Arc<Self>, effects: Effects) {
+        for link in effects.woken {
+            link.outbox_ready.notify();
+        }
+        for (id, change) in effects.persist {
+            self.store(id, change);
+        }
+    }
+
+    fn store(self: &Arc<Self>, id: u64, change: Change) {
+        let (Some(authenticator), Some(spawn)) = (self.authenticator.clone(), self.spawn.get())
+        else {
+            let reason = "the server cannot store changes (no authenticator or runtime)";
+            log::error!("{reason}");
+            return self.persisted(id, Err(mist_engine::auth::AuthError(reason.into())));
+        };
+        let hub = self.clone();
+        spawn(Box::pin(async move {
+            let outcome = change.apply(authenticator.as_ref()).await;
+            if let Err(e) = &outcome {
+                log::warn!("storing an admin change ({change:?}) failed: {e}");
+            }
+            hub.persisted(id, outcome);
+        }));
     }
 }
 
-/// Collects the links to wake; the caller wakes them after unlocking.
-fn drain_outputs(state: &mut State) -> Vec<Arc<Link>> {
-    let mut woken = Vec::new();
+/// Collects what the engine asked for; the caller acts after unlocking.
+fn drain_outputs(state: &mut State) -> Effects {
+    let mut effects = Effects::default();
     while let Some(output) = state.engine.poll_output() {
         match output {
             Output::Transmit(conn) => {
                 if let Some(link) = state.links.get(&conn) {
-                    woken.push(link.clone());
+                    effects.woken.push(link.clone());
                 }
             }
+            Output::Persist { id, change } => effects.persist.push((id, change)),
             other => log::error!("unhandled engine output {other:?}"),
         }
     }
-    woken
-}
-
-fn wake(links: Vec<Arc<Link>>) {
-    for link in links {
-        link.outbox_ready.notify();
-    }
+    effects
 }

@@ -26,6 +26,7 @@ pub mod listener;
 mod options;
 mod runtime;
 mod signal;
+mod token;
 mod websocket;
 
 pub use accepted::{is_disconnect, serve_accepted, Transport};
@@ -35,4 +36,5 @@ pub use http_service::HttpService;
 pub use hub::Hub;
 pub use options::HttpOptions;
 pub use runtime::Runtime;
+pub use token::request_token;
 pub use websocket::{accept_websocket, serve_websocket, WEBSOCKET_PATHS};

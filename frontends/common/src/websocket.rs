@@ -5,7 +5,7 @@
 //! does the handshake itself, and [`serve_websocket`] for a socket an HTTP
 //! server has already upgraded.
 
-use crate::{Hub, Inbound, Outbound, Session};
+use crate::{request_token, Hub, Inbound, Outbound, Session};
 use async_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as Handshake, Response,
 };
@@ -16,7 +16,7 @@ use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use bytes::Bytes;
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
-use mist_proto::{LineDecoder, ProtoError, Request};
+use mist_proto::{encode, LineDecoder, ProtoError, Request};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
@@ -34,48 +34,72 @@ fn config(hub: &Hub) -> WebSocketConfig {
 }
 
 /// Performs the handshake of a client of a `ws://` listener, then serves it.
+/// On a secured hub the handshake must carry a valid token (`X-Auth-Token`
+/// header or `x-auth-token` query parameter), else the answer is 401 and no
+/// socket.
 pub async fn accept_websocket<S>(hub: &Arc<Hub>, stream: S) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let mut session = None;
     // The callback's signature is tungstenite's; its error is an HTTP response.
     #[allow(clippy::result_large_err)]
-    let check_path = |request: &Handshake, response: Response| -> Result<Response, ErrorResponse> {
-        if WEBSOCKET_PATHS.contains(&request.uri().path()) {
-            Ok(response)
-        } else {
-            let mut refusal = ErrorResponse::new(Some(format!(
+    let check = |request: &Handshake, response: Response| -> Result<Response, ErrorResponse> {
+        if !WEBSOCKET_PATHS.contains(&request.uri().path()) {
+            let error = format!(
                 "no WebSocket endpoint at {}; use /subscribe/websocket",
                 request.uri().path()
-            )));
-            *refusal.status_mut() = StatusCode::NOT_FOUND;
-            Err(refusal)
+            );
+            return Err(refusal(StatusCode::NOT_FOUND, &error));
+        }
+        let header = request
+            .headers()
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok());
+        let token = request_token(header, request.uri().query());
+        match Session::open_with_token(hub, token.as_deref()) {
+            Ok(opened) => {
+                session = Some(opened);
+                Ok(response)
+            }
+            Err(e) => Err(refusal(StatusCode::UNAUTHORIZED, &e.to_string())),
         }
     };
-    let socket =
-        async_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config(hub)))
-            .await
-            .map_err(into_io)?;
-    run(hub, socket).await
+    let socket = async_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(hub)))
+        .await
+        .map_err(into_io)?;
+    match session {
+        Some(session) => run(session, socket).await,
+        None => Ok(()),
+    }
 }
 
-/// Serves a client whose HTTP connection was already upgraded to WebSocket.
-pub async fn serve_websocket<S>(hub: &Arc<Hub>, upgraded: S) -> io::Result<()>
+/// A handshake refused with `status` and the protocol's error frame as body.
+fn refusal(status: StatusCode, error: &str) -> ErrorResponse {
+    let frame = encode::error("", None, error);
+    let body = String::from_utf8_lossy(frame.strip_suffix(b"\n").unwrap_or(&frame)).into_owned();
+    let mut refusal = ErrorResponse::new(Some(body));
+    *refusal.status_mut() = status;
+    refusal
+}
+
+/// Serves a client whose HTTP connection was already upgraded to WebSocket,
+/// with the session opened (and its token checked) before the upgrade.
+pub async fn serve_websocket<S>(session: Session, upgraded: S) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config(hub))).await;
-    run(hub, socket).await
+    let config = config(session.hub());
+    let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
+    run(session, socket).await
 }
 
-async fn run<S>(hub: &Arc<Hub>, socket: WebSocketStream<S>) -> io::Result<()>
+async fn run<S>(session: Session, socket: WebSocketStream<S>) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (sink, stream) = socket.split();
-    Session::open(hub)
-        .run(WsInbound { stream }, WsOutbound { sink })
-        .await
+    session.run(WsInbound { stream }, WsOutbound { sink }).await
 }
 
 struct WsInbound<S> {

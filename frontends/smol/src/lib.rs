@@ -73,6 +73,9 @@ impl Server {
                 log::warn!("running with fewer executor threads: {e}");
             }
         }
+        let spawn_on = executor.clone();
+        self.hub
+            .set_spawner(move |task| spawn_on.spawn(task).detach());
         let mut loops = Vec::new();
         let spawner = Smol(executor.clone());
         for (spec, listener) in self.listeners {

@@ -1,0 +1,67 @@
+//! Where a client over WebSocket, SSE or HTTP gives its token: the
+//! `X-Auth-Token` header or the `x-auth-token` query parameter (the original
+//! mist's two ways; the parameter's name in any case).
+
+/// The token of a request, from its `X-Auth-Token` header value or, failing
+/// that, its raw query string.
+pub fn request_token(header: Option<&str>, query: Option<&str>) -> Option<String> {
+    if let Some(token) = header {
+        return Some(token.trim().to_string());
+    }
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| key.eq_ignore_ascii_case("x-auth-token"))
+        .map(|(_, value)| percent_decode(value))
+}
+
+/// Decodes `%XX` escapes and `+` (a space in query strings).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match text
+                    .get(i + 1..i + 3)
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .ok_or(())
+                {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    Err(()) => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_first_then_query_in_any_case() {
+        assert_eq!(
+            request_token(Some(" abc "), Some("x-auth-token=q")),
+            Some("abc".into())
+        );
+        assert_eq!(
+            request_token(None, Some("a=1&X-Auth-Token=t%2Fo+k")),
+            Some("t/o k".into())
+        );
+        assert_eq!(
+            request_token(None, Some("x-auth-token=%zz%4")),
+            Some("%zz%4".into())
+        );
+        assert_eq!(request_token(None, Some("other=1")), None);
+        assert_eq!(request_token(None, None), None);
+    }
+}

@@ -1,0 +1,29 @@
+//! Authenticators: where mist keeps tokens and the tags each was granted.
+//!
+//! The engine decides every request from grants it holds in memory; an
+//! [`Authenticator`] only loads them when the server starts and stores each
+//! admin change (see [`mist_engine::auth`]). This crate has the built-in
+//! ones and a [`Registry`] that opens them by URI scheme:
+//!
+//! | URI | authenticator |
+//! |---|---|
+//! | `memory://` | [`MemoryAuthenticator`]: in the process, gone at exit |
+//!
+//! Custom authenticators are registered under a scheme of their own:
+//!
+//! ```
+//! use mist_auth::{MemoryAuthenticator, Registry};
+//! use std::sync::Arc;
+//!
+//! let mut registry = Registry::with_builtins();
+//! registry.register("mine", |_uri| Ok(Arc::new(MemoryAuthenticator::default())));
+//! assert!(registry.open("mine://anything").is_ok());
+//! assert!(registry.open("nosuch://").is_err());
+//! ```
+
+mod memory;
+mod registry;
+
+pub use memory::MemoryAuthenticator;
+pub use mist_engine::auth::{AuthError, Authenticator, Change, Grants, Pending};
+pub use registry::{Registry, Uri};

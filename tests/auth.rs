@@ -231,3 +231,21 @@ fn tokens_never_reach_the_log() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+/// Tokens registered on a scribble-backed server survive its restart.
+#[test]
+fn scribble_tokens_survive_a_server_restart() {
+    let dir = std::env::temp_dir().join(format!("mist-scribble-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let uri = format!("scribble://?db={}", dir.display());
+    let args = ["--authenticator", uri.as_str(), "--token", ADMIN];
+    {
+        let server = Server::start_on("async-std", &args);
+        register(&server, "durable", &["news"]);
+    }
+    let server = Server::start_on("smol", &args);
+    assert_eq!(server.websocket_status(Transport::Ws, Some("durable")), 101);
+    let mut client = server.client_with_token(Transport::Tcp, "durable");
+    client.subscribe(&["news"]);
+    let _ = std::fs::remove_dir_all(dir);
+}

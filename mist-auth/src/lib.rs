@@ -8,6 +8,7 @@
 //! | URI | authenticator |
 //! |---|---|
 //! | `memory://` | [`MemoryAuthenticator`]: in the process, gone at exit |
+//! | `scribble://?db=DIR` | [`ScribbleAuthenticator`]: one JSON file per token under `DIR/tokens` |
 //!
 //! Custom authenticators are registered under a scheme of their own:
 //!
@@ -23,7 +24,9 @@
 
 mod memory;
 mod registry;
+mod scribble;
 
 pub use memory::MemoryAuthenticator;
 pub use mist_engine::auth::{AuthError, Authenticator, Change, Grants, Pending};
 pub use registry::{Registry, Uri};
+pub use scribble::ScribbleAuthenticator;

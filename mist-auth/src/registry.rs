@@ -1,8 +1,9 @@
 //! Authenticators by URI scheme, built-in and custom.
 
-use crate::MemoryAuthenticator;
+use crate::{MemoryAuthenticator, ScribbleAuthenticator};
 use mist_engine::auth::{AuthError, Authenticator};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 /// An authenticator URI, `scheme://[user@]host[:port][/path][?query]`, split
@@ -62,6 +63,12 @@ impl Registry {
             factories: HashMap::new(),
         };
         registry.register("memory", |_| Ok(Arc::new(MemoryAuthenticator::default())));
+        registry.register("scribble", |uri| {
+            let db = uri.param("db").filter(|db| !db.is_empty()).ok_or_else(|| {
+                AuthError("scribble needs its directory: scribble://?db=DIR".into())
+            })?;
+            Ok(Arc::new(ScribbleAuthenticator::open(Path::new(db))?))
+        });
         registry
     }
 

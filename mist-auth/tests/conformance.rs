@@ -1,0 +1,130 @@
+//! Every authenticator passes the same suite: what is stored is what loads,
+//! each of the five operations does exactly its job, and errors are errors.
+
+use futures::executor::block_on;
+use mist_auth::{Authenticator, MemoryAuthenticator, ScribbleAuthenticator};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+fn tags(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|t| t.to_string()).collect()
+}
+
+/// The suite, on an authenticator that starts empty.
+fn conformance(auth: &dyn Authenticator) {
+    block_on(async {
+        assert!(auth.load().await.unwrap().is_empty(), "starts empty");
+        auth.register("alpha", &tags(&["a", "b"])).await.unwrap();
+        auth.register("beta", &tags(&[])).await.unwrap();
+        assert!(
+            auth.register("alpha", &tags(&["z"])).await.is_err(),
+            "no duplicates"
+        );
+        assert_eq!(auth.tags("alpha").await.unwrap(), Some(tags(&["a", "b"])));
+        assert_eq!(auth.tags("beta").await.unwrap(), Some(tags(&[])));
+        assert_eq!(auth.tags("gamma").await.unwrap(), None);
+
+        auth.set("alpha", &tags(&["c", "a"])).await.unwrap();
+        assert_eq!(
+            auth.tags("alpha").await.unwrap(),
+            Some(tags(&["a", "b", "c"]))
+        );
+        auth.unset("alpha", &tags(&["a", "nothing"])).await.unwrap();
+        assert_eq!(auth.tags("alpha").await.unwrap(), Some(tags(&["b", "c"])));
+        assert!(auth.set("gamma", &tags(&["a"])).await.is_err());
+        assert!(auth.unset("gamma", &tags(&["a"])).await.is_err());
+
+        let loaded = auth.load().await.unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded["alpha"], tags(&["b", "c"]));
+
+        auth.unregister("beta").await.unwrap();
+        assert!(auth.unregister("beta").await.is_err());
+        assert_eq!(auth.tags("beta").await.unwrap(), None);
+        assert_eq!(auth.load().await.unwrap().len(), 1);
+
+        // Tokens and tags are opaque strings.
+        let odd = "tôken with spaces/and ../dots\u{0}";
+        auth.register(odd, &tags(&["ünï", "a,b c"])).await.unwrap();
+        assert_eq!(auth.tags(odd).await.unwrap(), Some(tags(&["ünï", "a,b c"])));
+        assert_eq!(auth.load().await.unwrap()[odd], tags(&["ünï", "a,b c"]));
+    });
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mist-auth-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn memory_conforms() {
+    conformance(&MemoryAuthenticator::default());
+}
+
+#[test]
+fn scribble_conforms() {
+    let dir = temp_dir("conforms");
+    conformance(&ScribbleAuthenticator::open(&dir).unwrap());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn scribble_keeps_tokens_across_a_restart() {
+    let dir = temp_dir("restart");
+    block_on(async {
+        let first = ScribbleAuthenticator::open(&dir).unwrap();
+        first.register("kept", &tags(&["x"])).await.unwrap();
+        first.set("kept", &tags(&["y"])).await.unwrap();
+        drop(first);
+        let again = ScribbleAuthenticator::open(&dir).unwrap();
+        assert_eq!(again.load().await.unwrap()["kept"], tags(&["x", "y"]));
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn scribble_tokens_cannot_name_paths_outside_the_database() {
+    let dir = temp_dir("traversal");
+    let outside = dir.join("outside");
+    block_on(async {
+        let auth = ScribbleAuthenticator::open(&dir.join("db")).unwrap();
+        for token in [
+            "../outside",
+            "../../outside",
+            "/tmp/outside",
+            "..",
+            ".",
+            "a/../../b",
+            "nul\0byte",
+        ] {
+            auth.register(token, &tags(&["t"])).await.unwrap();
+            assert_eq!(
+                auth.tags(token).await.unwrap(),
+                Some(tags(&["t"])),
+                "{token:?}"
+            );
+        }
+        assert!(!outside.exists());
+        // Every record is a plain file directly in DIR/tokens.
+        for entry in std::fs::read_dir(dir.join("db/tokens")).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(path.parent().unwrap(), dir.join("db/tokens"));
+            assert!(path.is_file());
+        }
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "nothing beside db/"
+        );
+        let long = "x".repeat(241);
+        let refused = auth.register(&long, &tags(&["t"])).await.unwrap_err();
+        assert!(refused.0.contains("too long"), "{refused}");
+        let escaped = "/".repeat(81);
+        assert!(
+            auth.register(&escaped, &tags(&["t"])).await.is_err(),
+            "243 bytes once encoded"
+        );
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}

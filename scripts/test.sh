@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: formatting, lints, every unit,
 # property, fuzz-regression and end-to-end test, and a build of the fuzz target.
+# It starts what the tests need: Chromium for the browser test and a
+# throwaway PostgreSQL cluster for the PostgreSQL authenticator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +33,10 @@ fi
 
 echo "== the fuzz target still builds"
 cargo check --manifest-path fuzz/Cargo.toml --locked --quiet
+
+# The PostgreSQL authenticator is tested against a real server.
+source scripts/postgres.sh
+start_postgres
 
 echo "== cargo test"
 cargo test --workspace --locked

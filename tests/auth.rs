@@ -249,3 +249,96 @@ fn scribble_tokens_survive_a_server_restart() {
     client.subscribe(&["news"]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The address of the throwaway PostgreSQL that `scripts/test.sh` starts.
+fn postgres() -> Option<String> {
+    let address = std::env::var("MIST_TEST_POSTGRES").ok();
+    if address.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "MIST_TEST_POSTGRES is not set: use scripts/test.sh"
+        );
+        eprintln!("NOTICE: PostgreSQL tests skipped: MIST_TEST_POSTGRES is not set (scripts/test.sh sets it)");
+    }
+    address
+}
+
+/// Runs SQL on the test server's `postgres` database.
+fn psql(address: &str, sql: &str) {
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let status = std::process::Command::new("psql")
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qAt",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "{sql}");
+}
+
+#[test]
+fn postgres_tokens_survive_a_restart_and_an_outage_only_fails_admin_commands() {
+    let Some(address) = postgres() else { return };
+    let db = format!("mist_e2e_{}", std::process::id());
+    psql(&address, &format!("DROP DATABASE IF EXISTS {db}"));
+    psql(&address, &format!("CREATE DATABASE {db}"));
+    let uri = format!("postgres://postgres@{address}?db={db}");
+    let args = ["--authenticator", uri.as_str(), "--token", ADMIN];
+    {
+        let server = Server::start_on("smol", &args);
+        register(&server, "durable", &["news"]);
+    }
+    let server = Server::start_on("async-std", &args);
+    let mut reader = server.client_with_token(Transport::Tcp, "durable");
+    reader.subscribe(&["news"]);
+    // The database goes away: admin changes fail and say so; traffic goes on.
+    psql(&address, &format!("DROP DATABASE {db} WITH (FORCE)"));
+    let mut admin = server.client_with_token(Transport::Tcp, ADMIN);
+    admin.send(Request::new("register").tags(["x"]).data("newcomer"));
+    let error = admin.error();
+    assert!(
+        error.starts_with("the change could not be saved, nothing changed: PostgreSQL failed"),
+        "{error}"
+    );
+    admin.publish(&["news"], "still flowing");
+    assert_eq!(reader.deliveries(), ["still flowing"]);
+    assert_eq!(
+        server.websocket_status(Transport::Ws, Some("newcomer")),
+        401
+    );
+}
+
+#[test]
+fn an_unreachable_postgres_at_start_is_a_startup_error() {
+    let out = support::mist()
+        .args([
+            "--server",
+            "--listeners",
+            "tcp://127.0.0.1:0",
+            "--token",
+            ADMIN,
+        ])
+        .args([
+            "--authenticator",
+            "postgres://postgres@127.0.0.1:1?db=nothing",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot load tokens from the authenticator: PostgreSQL failed connecting"),
+        "{stderr}"
+    );
+}

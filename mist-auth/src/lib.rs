@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `memory://` | [`MemoryAuthenticator`]: in the process, gone at exit |
 //! | `scribble://?db=DIR` | [`ScribbleAuthenticator`]: one JSON file per token under `DIR/tokens` |
+//! | `postgres://user@host:port?db=NAME` | [`PostgresAuthenticator`]: the tables `tokens` and `tags` |
 //!
 //! Custom authenticators are registered under a scheme of their own:
 //!
@@ -23,10 +24,12 @@
 //! ```
 
 mod memory;
+mod postgres;
 mod registry;
 mod scribble;
 
 pub use memory::MemoryAuthenticator;
 pub use mist_engine::auth::{AuthError, Authenticator, Change, Grants, Pending};
+pub use postgres::PostgresAuthenticator;
 pub use registry::{Registry, Uri};
 pub use scribble::ScribbleAuthenticator;

@@ -1,6 +1,6 @@
 //! Authenticators by URI scheme, built-in and custom.
 
-use crate::{MemoryAuthenticator, ScribbleAuthenticator};
+use crate::{MemoryAuthenticator, PostgresAuthenticator, ScribbleAuthenticator};
 use mist_engine::auth::{AuthError, Authenticator};
 use std::collections::HashMap;
 use std::path::Path;
@@ -69,6 +69,11 @@ impl Registry {
             })?;
             Ok(Arc::new(ScribbleAuthenticator::open(Path::new(db))?))
         });
+        for scheme in ["postgres", "postgresql"] {
+            registry.register(scheme, |uri| {
+                Ok(Arc::new(PostgresAuthenticator::from_uri(uri)?))
+            });
+        }
         registry
     }
 

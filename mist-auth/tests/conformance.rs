@@ -43,8 +43,8 @@ fn conformance(auth: &dyn Authenticator) {
         assert_eq!(auth.tags("beta").await.unwrap(), None);
         assert_eq!(auth.load().await.unwrap().len(), 1);
 
-        // Tokens and tags are opaque strings.
-        let odd = "tôken with spaces/and ../dots\u{0}";
+        // Tokens and tags are opaque strings (PostgreSQL text has no NUL).
+        let odd = "tôken with spaces/and ../dots";
         auth.register(odd, &tags(&["ünï", "a,b c"])).await.unwrap();
         assert_eq!(auth.tags(odd).await.unwrap(), Some(tags(&["ünï", "a,b c"])));
         assert_eq!(auth.load().await.unwrap()[odd], tags(&["ünï", "a,b c"]));
@@ -127,4 +127,67 @@ fn scribble_tokens_cannot_name_paths_outside_the_database() {
         );
     });
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The address of the throwaway PostgreSQL that `scripts/test.sh` starts.
+/// In CI it must be there; elsewhere the PostgreSQL tests skip with a notice.
+fn postgres_address() -> Option<String> {
+    match std::env::var("MIST_TEST_POSTGRES") {
+        Ok(address) => Some(address),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "MIST_TEST_POSTGRES is not set: run the suite with scripts/test.sh, which starts PostgreSQL"
+            );
+            eprintln!("NOTICE: PostgreSQL tests skipped: MIST_TEST_POSTGRES is not set (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+/// A new, empty database on the test server; returns its authenticator URI.
+fn fresh_database(address: &str, name: &str) -> String {
+    let db = format!("mist_{name}_{}", std::process::id());
+    let mut admin = postgres::Client::connect(
+        &format!(
+            "host={} port={} user=postgres dbname=postgres",
+            address.split(':').next().unwrap(),
+            address.rsplit(':').next().unwrap()
+        ),
+        postgres::NoTls,
+    )
+    .expect("the test PostgreSQL answers");
+    // Each its own statement: neither may run inside a transaction block.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    format!("postgres://postgres@{address}?db={db}")
+}
+
+#[test]
+fn postgres_conforms() {
+    let Some(address) = postgres_address() else {
+        return;
+    };
+    let uri = fresh_database(&address, "conforms");
+    let auth = mist_auth::Registry::with_builtins().open(&uri).unwrap();
+    conformance(auth.as_ref());
+    // A second authenticator on the same database sees what the first stored.
+    let again = mist_auth::Registry::with_builtins().open(&uri).unwrap();
+    assert!(block_on(again.load()).unwrap().contains_key("alpha"));
+}
+
+#[test]
+fn an_unreachable_postgres_is_a_clear_error() {
+    let auth = mist_auth::Registry::with_builtins()
+        .open("postgres://postgres@127.0.0.1:1?db=nothing")
+        .unwrap();
+    let error = block_on(auth.load()).unwrap_err();
+    assert!(
+        error.0.starts_with("PostgreSQL failed connecting"),
+        "{error}"
+    );
 }

@@ -174,6 +174,10 @@ fn http_endpoints_check_tokens(runtime: &str) {
     assert_eq!(forbidden.status, 403, "{}", forbidden.body);
     let no_token = http(server.http(), "GET", "/subscribe?tags=news", &[], b"");
     assert_eq!(no_token.status, 401);
+    assert_eq!(
+        no_token.json()["error"],
+        "authentication required: send the token in the X-Auth-Token header or the x-auth-token query parameter"
+    );
     let mut events = EventStream::open(server.http(), "/subscribe?tags=news&x-auth-token=reader");
     assert_eq!(publish(Some("reader"), r#""news""#).status, 200);
     assert_eq!(events.next().data.as_deref(), Some("x"));

@@ -13,8 +13,8 @@
 //! request: SSE streams, with their keepalives, and upgraded WebSockets.
 
 use crate::{
-    is_disconnect, request_token, serve_websocket, HttpOptions, Hub, Inbound, Outbound, Runtime,
-    Session,
+    is_disconnect, refusal_text, request_token, serve_websocket, HttpOptions, Hub, Inbound,
+    Outbound, Runtime, Session,
 };
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use bytes::Bytes;
@@ -119,8 +119,14 @@ impl<R: Runtime> HttpService<R> {
     fn session(&self, request: &HttpRequest, command: &str) -> Result<Session, Box<Response>> {
         let header = request.header("X-Auth-Token").map(|v| v.as_str());
         let token = request_token(header, request.url().query());
-        Session::open_with_token(&self.hub, token.as_deref())
-            .map_err(|e| Box::new(failure(StatusCode::Unauthorized, command, None, &e)))
+        Session::open_with_token(&self.hub, token.as_deref()).map_err(|e| {
+            Box::new(failure(
+                StatusCode::Unauthorized,
+                command,
+                None,
+                &refusal_text(&e),
+            ))
+        })
     }
 
     /// `POST /publish`: an HTTP publisher holds no subscriptions, so every

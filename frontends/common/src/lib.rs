@@ -36,5 +36,5 @@ pub use http_service::HttpService;
 pub use hub::Hub;
 pub use options::HttpOptions;
 pub use runtime::Runtime;
-pub use token::request_token;
+pub use token::{refusal_text, request_token};
 pub use websocket::{accept_websocket, serve_websocket, WEBSOCKET_PATHS};

@@ -15,6 +15,18 @@ pub fn request_token(header: Option<&str>, query: Option<&str>) -> Option<String
         .map(|(_, value)| percent_decode(value))
 }
 
+/// Why a client that gives its token out of band was refused, in the terms
+/// of its transport: it has no `auth` command to send.
+pub fn refusal_text(error: &mist_engine::Error) -> String {
+    match error {
+        mist_engine::Error::AuthRequired => {
+            "authentication required: send the token in the X-Auth-Token header or the x-auth-token query parameter"
+                .to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Decodes `%XX` escapes and `+` (a space in query strings).
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();

@@ -5,7 +5,7 @@
 //! does the handshake itself, and [`serve_websocket`] for a socket an HTTP
 //! server has already upgraded.
 
-use crate::{request_token, Hub, Inbound, Outbound, Session};
+use crate::{refusal_text, request_token, Hub, Inbound, Outbound, Session};
 use async_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as Handshake, Response,
 };
@@ -62,7 +62,7 @@ where
                 session = Some(opened);
                 Ok(response)
             }
-            Err(e) => Err(refusal(StatusCode::UNAUTHORIZED, &e.to_string())),
+            Err(e) => Err(refusal(StatusCode::UNAUTHORIZED, &refusal_text(&e))),
         }
     };
     let socket = async_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(hub)))

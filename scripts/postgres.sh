@@ -18,15 +18,7 @@ stop_postgres() {
 
 start_postgres() {
   if [ -z "$(postgres_bindir)" ]; then
-    if [ -n "${CI:-}" ] || [ "$(id -u)" = 0 ]; then
-      echo "== installing PostgreSQL for the authenticator tests"
-      export DEBIAN_FRONTEND=noninteractive
-      apt-get update -qq
-      apt-get install -y -qq postgresql >/dev/null
-    else
-      echo "NOTICE: PostgreSQL not found; its tests will be skipped (apt-get install postgresql)"
-      return 0
-    fi
+    install_for_tests postgresql "the PostgreSQL authenticator tests" || return 0
   fi
   local bindir port
   bindir=$(postgres_bindir)

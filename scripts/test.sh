@@ -6,17 +6,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The browser test needs Chromium. CI must run it, so install it there (or
-# wherever we are root); elsewhere the test skips itself with a notice.
-if ! command -v chromium >/dev/null 2>&1; then
+# Installs a Debian package the tests need, in CI or wherever we are root;
+# elsewhere says which tests will skip themselves. Fails (1) when it did not
+# install.
+install_for_tests() {
   if [ -n "${CI:-}" ] || [ "$(id -u)" = 0 ]; then
-    echo "== installing Chromium for the browser test"
+    echo "== installing $1 for $2"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq chromium >/dev/null
+    apt-get install -y -qq "$1" >/dev/null
   else
-    echo "NOTICE: chromium not found; the browser test will be skipped (apt-get install chromium)"
+    echo "NOTICE: $1 not found; $2 will be skipped (apt-get install $1)"
+    return 1
   fi
+}
+
+# The browser test needs Chromium; CI must run it.
+if ! command -v chromium >/dev/null 2>&1; then
+  install_for_tests chromium "the browser test" || true
 fi
 
 echo "== cargo fmt --check"

@@ -6,7 +6,7 @@
 //! events. [`Inbound`] and [`Outbound`] are those two halves; everything else
 //! (decoding, ordering, backpressure, flushing on close) is written once here.
 
-use crate::hub::{Hub, Link};
+use crate::hub::{Hub, Link, Via};
 use bytes::Bytes;
 use futures::future::{poll_fn, select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -60,7 +60,7 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    Session::open(hub)
+    Session::open(hub, Via::Tcp)
         .run(ByteInbound::new(reader), ByteOutbound::new(writer))
         .await
 }
@@ -71,34 +71,38 @@ pub struct Session {
     hub: Arc<Hub>,
     conn: ConnId,
     link: Arc<Link>,
+    via: Via,
 }
 
 impl Session {
     /// Connects a new client. On a secured hub its first message must be
     /// `auth`.
-    pub fn open(hub: &Arc<Hub>) -> Session {
+    pub fn open(hub: &Arc<Hub>, via: Via) -> Session {
         let (conn, link) = hub
             .connect(None)
             .expect("connecting without a token cannot be refused");
-        Session {
-            hub: hub.clone(),
-            conn,
-            link,
-        }
+        Session::registered(hub, conn, link, via)
     }
 
     /// Connects a client that gave its token out of band (an `X-Auth-Token`
     /// header or query parameter). A secured hub refuses a missing or bad one.
     pub fn open_with_token(
         hub: &Arc<Hub>,
+        via: Via,
         token: Option<&str>,
     ) -> Result<Session, mist_engine::Error> {
         let (conn, link) = hub.connect(Some(token))?;
-        Ok(Session {
+        Ok(Session::registered(hub, conn, link, via))
+    }
+
+    fn registered(hub: &Arc<Hub>, conn: ConnId, link: Arc<Link>, via: Via) -> Session {
+        hub.opened(via);
+        Session {
             hub: hub.clone(),
             conn,
             link,
-        })
+            via,
+        }
     }
 
     /// The hub the session belongs to.
@@ -136,6 +140,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.hub.disconnect(self.conn);
+        self.hub.closed(self.via);
     }
 }
 

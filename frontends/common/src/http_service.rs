@@ -12,6 +12,7 @@
 //! async-std, async-h1 on smol) and lends its [`Runtime`] for what outlives a
 //! request: SSE streams, with their keepalives, and upgraded WebSockets.
 
+use crate::hub::Via;
 use crate::{
     is_disconnect, refusal_text, request_token, serve_websocket, HttpOptions, Hub, Inbound,
     Outbound, Runtime, Session,
@@ -71,9 +72,17 @@ impl<R: Runtime> HttpService<R> {
                 response
             }
             (Method::Post, "/publish") => self.publish(request).await,
+            (Method::Get, "/stats") => json(StatusCode::Ok, self.stats()),
+            (Method::Get, "/metrics") => {
+                let mut response = Response::new(StatusCode::Ok);
+                response.set_body(self.metrics());
+                let text = Mime::from_str("text/plain; version=0.0.4").expect("a valid MIME type");
+                response.set_content_type(text);
+                response
+            }
             (Method::Get, "/subscribe") => self.events(&request),
             (Method::Get, "/subscribe/websocket") => self.websocket(&request).await,
-            (method, path @ ("/ping" | "/publish" | "/subscribe" | "/subscribe/websocket")) => {
+            (method, path @ ("/ping" | "/publish" | "/subscribe" | "/subscribe/websocket" | "/stats" | "/metrics")) => {
                 let allowed = if path == "/publish" { "POST" } else { "GET" };
                 let mut response = failure(
                     StatusCode::MethodNotAllowed,
@@ -89,10 +98,95 @@ impl<R: Runtime> HttpService<R> {
                 "",
                 None,
                 &format!(
-                    "no route for {method} {path}: mist serves GET /ping, POST /publish, GET /subscribe?tags=..., GET /subscribe/websocket"
+                    "no route for {method} {path}: mist serves GET /ping, POST /publish, GET /subscribe?tags=..., GET /subscribe/websocket, GET /stats, GET /metrics"
                 ),
             ),
         }
+    }
+
+    /// `GET /stats`: the counters as JSON.
+    fn stats(&self) -> String {
+        let snapshot = self.hub.snapshot();
+        let stats = snapshot.engine;
+        let transports: serde_json::Map<String, serde_json::Value> = snapshot
+            .transports
+            .iter()
+            .map(|(name, open, accepted)| {
+                (
+                    name.to_string(),
+                    serde_json::json!({"open": open, "accepted": accepted}),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "connections": stats.connections,
+            "subscriptions": stats.subscriptions,
+            "published": stats.published,
+            "delivered": stats.delivered,
+            "dropped": stats.dropped,
+            "transports": transports,
+        })
+        .to_string()
+    }
+
+    /// `GET /metrics`: the same counters in Prometheus' text format.
+    fn metrics(&self) -> String {
+        let snapshot = self.hub.snapshot();
+        let stats = snapshot.engine;
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, value) in samples {
+                out.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        let by_transport = |pick: &dyn Fn(usize, u64) -> String| -> Vec<(String, String)> {
+            snapshot
+                .transports
+                .iter()
+                .map(|(name, open, accepted)| {
+                    (format!("{{transport=\"{name}\"}}"), pick(*open, *accepted))
+                })
+                .collect()
+        };
+        let single = |value: String| vec![(String::new(), value)];
+        family(
+            "mist_connections",
+            "gauge",
+            "Connections open now, by transport.",
+            &by_transport(&|open, _| open.to_string()),
+        );
+        family(
+            "mist_connections_accepted_total",
+            "counter",
+            "Connections accepted since start, by transport.",
+            &by_transport(&|_, accepted| accepted.to_string()),
+        );
+        family(
+            "mist_subscriptions",
+            "gauge",
+            "Subscriptions held now.",
+            &single(stats.subscriptions.to_string()),
+        );
+        family(
+            "mist_messages_published_total",
+            "counter",
+            "Messages accepted for publishing.",
+            &single(stats.published.to_string()),
+        );
+        family(
+            "mist_messages_delivered_total",
+            "counter",
+            "Deliveries queued for subscribers.",
+            &single(stats.delivered.to_string()),
+        );
+        family(
+            "mist_messages_dropped_total",
+            "counter",
+            "Deliveries dropped because the subscriber's outbox was full.",
+            &single(stats.dropped.to_string()),
+        );
+        out
     }
 
     fn cors(&self, response: &mut Response, origin: Option<&str>, preflight: bool) {
@@ -116,10 +210,15 @@ impl<R: Runtime> HttpService<R> {
     }
 
     /// A session for the request's client, or the 401 that refuses it.
-    fn session(&self, request: &HttpRequest, command: &str) -> Result<Session, Box<Response>> {
+    fn session(
+        &self,
+        request: &HttpRequest,
+        via: Via,
+        command: &str,
+    ) -> Result<Session, Box<Response>> {
         let header = request.header("X-Auth-Token").map(|v| v.as_str());
         let token = request_token(header, request.url().query());
-        Session::open_with_token(&self.hub, token.as_deref()).map_err(|e| {
+        Session::open_with_token(&self.hub, via, token.as_deref()).map_err(|e| {
             Box::new(failure(
                 StatusCode::Unauthorized,
                 command,
@@ -132,7 +231,7 @@ impl<R: Runtime> HttpService<R> {
     /// `POST /publish`: an HTTP publisher holds no subscriptions, so every
     /// matching subscriber receives the message.
     async fn publish(&self, mut request: HttpRequest) -> Response {
-        let session = match self.session(&request, "publish") {
+        let session = match self.session(&request, Via::Http, "publish") {
             Ok(session) => session,
             Err(refused) => return *refused,
         };
@@ -180,7 +279,7 @@ impl<R: Runtime> HttpService<R> {
             .filter(|tag| !tag.is_empty())
             .collect();
         let subscribe = Request::new("subscribe").tags(tags);
-        let session = match self.session(request, "subscribe") {
+        let session = match self.session(request, Via::Sse, "subscribe") {
             Ok(session) => session,
             Err(refused) => return *refused,
         };
@@ -235,7 +334,7 @@ impl<R: Runtime> HttpService<R> {
                 return response;
             }
         };
-        let session = match self.session(request, "") {
+        let session = match self.session(request, Via::WebSocket, "") {
             Ok(session) => session,
             Err(refused) => return *refused,
         };

@@ -9,7 +9,7 @@ use mist_proto::{ProtoError, Request};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// What a connection's tasks share with the hub.
@@ -27,6 +27,49 @@ pub(crate) struct Link {
 struct State {
     engine: Engine,
     links: HashMap<ConnId, Arc<Link>>,
+}
+
+/// How a client reaches the server, for the per-transport counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Lines over TCP.
+    Tcp,
+    /// WebSocket, on a `ws://` listener or the HTTP listener.
+    WebSocket,
+    /// A Server-Sent Events stream.
+    Sse,
+    /// A single HTTP request (`POST /publish`).
+    Http,
+}
+
+impl Via {
+    pub const ALL: [Via; 4] = [Via::Tcp, Via::WebSocket, Via::Sse, Via::Http];
+
+    /// The transport's name in stats and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Tcp => "tcp",
+            Via::WebSocket => "websocket",
+            Via::Sse => "sse",
+            Via::Http => "http",
+        }
+    }
+}
+
+/// Connections by transport: open now, and accepted since start.
+#[derive(Default)]
+struct TransportCounts {
+    open: [AtomicUsize; 4],
+    accepted: [AtomicU64; 4],
+}
+
+/// A snapshot of the hub's counters (see [`Hub::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The engine's counters.
+    pub engine: Stats,
+    /// For each transport: its name, connections open now, accepted since start.
+    pub transports: Vec<(&'static str, usize, u64)>,
 }
 
 /// A task handed to the runtime.
@@ -51,6 +94,7 @@ pub struct Hub {
     max_line: usize,
     authenticator: Option<Arc<dyn Authenticator>>,
     spawn: OnceLock<Spawn>,
+    transports: TransportCounts,
 }
 
 impl Hub {
@@ -85,6 +129,7 @@ impl Hub {
             max_line,
             authenticator,
             spawn: OnceLock::new(),
+            transports: TransportCounts::default(),
         }
     }
 
@@ -103,6 +148,33 @@ impl Hub {
     /// The engine's counters.
     pub fn stats(&self) -> Stats {
         self.lock().engine.stats()
+    }
+
+    /// The engine's counters and the connections by transport.
+    pub fn snapshot(&self) -> Snapshot {
+        let engine = self.stats();
+        let transports = Via::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, via)| {
+                let open = self.transports.open[i].load(Ordering::Relaxed);
+                (
+                    via.name(),
+                    open,
+                    self.transports.accepted[i].load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        Snapshot { engine, transports }
+    }
+
+    pub(crate) fn opened(&self, via: Via) {
+        self.transports.open[via as usize].fetch_add(1, Ordering::Relaxed);
+        self.transports.accepted[via as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self, via: Via) {
+        self.transports.open[via as usize].fetch_sub(1, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

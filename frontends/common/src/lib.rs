@@ -33,7 +33,7 @@ pub use accepted::{is_disconnect, serve_accepted, Transport};
 pub use connection::{serve, Inbound, Outbound, Session};
 pub use error::Error;
 pub use http_service::HttpService;
-pub use hub::Hub;
+pub use hub::{Hub, Snapshot, Via};
 pub use options::HttpOptions;
 pub use runtime::Runtime;
 pub use token::{refusal_text, request_token};

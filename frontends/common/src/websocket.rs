@@ -5,7 +5,7 @@
 //! does the handshake itself, and [`serve_websocket`] for a socket an HTTP
 //! server has already upgraded.
 
-use crate::{refusal_text, request_token, Hub, Inbound, Outbound, Session};
+use crate::{refusal_text, request_token, Hub, Inbound, Outbound, Session, Via};
 use async_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as Handshake, Response,
 };
@@ -57,7 +57,7 @@ where
             .get("x-auth-token")
             .and_then(|v| v.to_str().ok());
         let token = request_token(header, request.uri().query());
-        match Session::open_with_token(hub, token.as_deref()) {
+        match Session::open_with_token(hub, Via::WebSocket, token.as_deref()) {
             Ok(opened) => {
                 session = Some(opened);
                 Ok(response)

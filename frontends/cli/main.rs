@@ -60,6 +60,11 @@ struct Cli {
     #[argh(option)]
     token: Option<String>,
 
+    /// seconds to let connections flush what is queued for them after
+    /// SIGINT or SIGTERM before exiting (default: 10)
+    #[argh(option)]
+    shutdown_grace: Option<u64>,
+
     /// log level: trace, debug, info, warn or error (default: info)
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,

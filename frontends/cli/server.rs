@@ -41,16 +41,45 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
             cli.runtime
         )));
     }
+    let grace = Duration::from_secs(cli.shutdown_grace.unwrap_or(10));
     let hub = Arc::new(hub(cli, config, max_line)?);
     if cli.runtime == "smol" {
-        mist_smol::Server::bind(hub, &uris, http)?.run();
-        return Ok(());
+        let server = mist_smol::Server::bind(hub.clone(), &uris, http)?;
+        stop_on_signals(hub)?;
+        server.run(grace);
+    } else {
+        async_std::task::block_on(async {
+            let server = mist_async_std::Server::bind(hub.clone(), &uris, http).await?;
+            stop_on_signals(hub)?;
+            server.run(grace).await;
+            Ok::<_, Failure>(())
+        })?;
     }
-    async_std::task::block_on(async {
-        let server = mist_async_std::Server::bind(hub, &uris, http).await?;
-        server.run().await;
-        Ok(())
-    })
+    log::info!("stopped");
+    Ok(())
+}
+
+/// The first SIGINT or SIGTERM starts a graceful shutdown; a second one
+/// exits at once.
+fn stop_on_signals(hub: Arc<Hub>) -> Result<(), Failure> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Failure::Failed(format!("cannot handle signals: {e}")))?;
+    std::thread::Builder::new()
+        .name("mist-signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            if let Some(signal) = signals.next() {
+                log::info!("signal {signal}: shutting down, flushing what is queued");
+                hub.shut_down();
+            }
+            if let Some(signal) = signals.next() {
+                log::warn!("signal {signal} again: exiting now");
+                std::process::exit(1);
+            }
+        })
+        .map_err(|e| Failure::Failed(format!("cannot handle signals: {e}")))?;
+    Ok(())
 }
 
 /// An open hub, or one secured by the authenticator, with its tokens loaded.

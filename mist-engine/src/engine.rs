@@ -501,6 +501,21 @@ impl Engine {
         }
     }
 
+    /// Input: the server is shutting down. Every connection stops receiving
+    /// and is closed once what is queued for it has been written.
+    pub fn handle_shutdown(&mut self) {
+        let open: Vec<ConnId> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.conn.is_some())
+            .map(|(i, slot)| ConnId::new(i as u32, slot.generation))
+            .collect();
+        for conn in open {
+            self.close(conn);
+        }
+    }
+
     /// Input: `conn` is gone. Everything about it is forgotten.
     pub fn handle_disconnect(&mut self, conn: ConnId) {
         self.handle_input_closed(conn);

@@ -38,6 +38,8 @@ pub enum Error {
     TokenRevoked,
     /// Tags were taken from the connection's token; this subscription used them.
     PermissionRevoked { tags: Vec<String> },
+    /// The server is shutting down and takes no new connections.
+    ShuttingDown,
 }
 
 impl fmt::Display for Error {
@@ -85,6 +87,7 @@ impl fmt::Display for Error {
             Error::TokenRevoked => {
                 f.write_str("the token was unregistered: the connection is closed")
             }
+            Error::ShuttingDown => f.write_str("the server is shutting down"),
             Error::PermissionRevoked { tags } => write!(
                 f,
                 "permission revoked for the tag(s) {}: the subscription was removed",

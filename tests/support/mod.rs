@@ -187,6 +187,27 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Sends SIGTERM: a graceful shutdown.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, returning its exit code.
+    pub fn exit_code(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "the server did not exit: {:?}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the process is still alive (it never exits on bad input).
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

@@ -13,7 +13,7 @@
 //!     let hub = Arc::new(Hub::new(Default::default(), max_line));
 //!     let uris = ["tcp://127.0.0.1:1445".to_string(), "ws://127.0.0.1:8888".to_string()];
 //!     let server = Server::bind(hub, &uris, HttpOptions::default()).await?;
-//!     server.run().await;
+//!     server.run(std::time::Duration::from_secs(10)).await;
 //!     Ok::<_, mist_frontend::Error>(())
 //! });
 //! ```
@@ -22,8 +22,11 @@ pub mod http;
 
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
+use futures::future::select;
 use mist_frontend::listener::{bind_all, ListenerSpec};
 use mist_frontend::{serve_accepted, Error, HttpOptions, Hub, Transport};
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,19 +67,31 @@ impl Server {
             .collect()
     }
 
-    /// Accepts connections on every listener, forever.
-    pub async fn run(self) {
+    /// Accepts connections on every listener until [`Hub::shut_down`]; then
+    /// waits up to `grace` for the open connections to flush and close.
+    pub async fn run(self, grace: Duration) {
         let mut loops = Vec::new();
         for (spec, listener) in self.listeners {
             let hub = self.hub.clone();
-            loops.push(match spec.scheme.as_str() {
-                "http" => task::spawn(http::serve(hub, self.http.clone(), spec, listener)),
-                "ws" => task::spawn(accept_loop(hub, Transport::WebSocket, spec, listener)),
-                _ => task::spawn(accept_loop(hub, Transport::Lines, spec, listener)),
-            });
+            let accepting: Pin<Box<dyn Future<Output = ()> + Send>> = match spec.scheme.as_str() {
+                "http" => Box::pin(http::serve(hub.clone(), self.http.clone(), spec, listener)),
+                "ws" => Box::pin(accept_loop(
+                    hub.clone(),
+                    Transport::WebSocket,
+                    spec,
+                    listener,
+                )),
+                _ => Box::pin(accept_loop(hub.clone(), Transport::Lines, spec, listener)),
+            };
+            loops.push(task::spawn(async move {
+                select(accepting, pin!(hub.stopping())).await;
+            }));
         }
-        for accept in loops {
-            accept.await;
+        for accepting in loops {
+            accepting.await;
+        }
+        if !self.hub.drained(grace, task::sleep).await {
+            log::warn!("shutdown grace period over: closing the connections still open");
         }
     }
 }

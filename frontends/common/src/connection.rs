@@ -60,7 +60,10 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    Session::open(hub, Via::Tcp)
+    let Ok(session) = Session::open(hub, Via::Tcp) else {
+        return Ok(()); // shutting down: the socket is simply closed
+    };
+    session
         .run(ByteInbound::new(reader), ByteOutbound::new(writer))
         .await
 }
@@ -77,11 +80,10 @@ pub struct Session {
 impl Session {
     /// Connects a new client. On a secured hub its first message must be
     /// `auth`.
-    pub fn open(hub: &Arc<Hub>, via: Via) -> Session {
-        let (conn, link) = hub
-            .connect(None)
-            .expect("connecting without a token cannot be refused");
-        Session::registered(hub, conn, link, via)
+    /// Refused only while the server shuts down.
+    pub fn open(hub: &Arc<Hub>, via: Via) -> Result<Session, mist_engine::Error> {
+        let (conn, link) = hub.connect(None)?;
+        Ok(Session::registered(hub, conn, link, via))
     }
 
     /// Connects a client that gave its token out of band (an `X-Auth-Token`

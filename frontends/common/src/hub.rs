@@ -1,6 +1,7 @@
 //! The engine shared by every connection task, and the wiring that wakes them
 //! and stores admin changes.
 
+use crate::shutdown::Shutdown;
 use crate::signal::Signal;
 use bytes::Bytes;
 use mist_engine::auth::{Authenticator, Change, Grants};
@@ -95,6 +96,7 @@ pub struct Hub {
     authenticator: Option<Arc<dyn Authenticator>>,
     spawn: OnceLock<Spawn>,
     transports: TransportCounts,
+    shutdown: Shutdown,
 }
 
 impl Hub {
@@ -130,6 +132,7 @@ impl Hub {
             authenticator,
             spawn: OnceLock::new(),
             transports: TransportCounts::default(),
+            shutdown: Shutdown::default(),
         }
     }
 
@@ -148,6 +151,48 @@ impl Hub {
     /// The engine's counters.
     pub fn stats(&self) -> Stats {
         self.lock().engine.stats()
+    }
+
+    /// Starts a graceful shutdown: listeners stop accepting (see
+    /// [`Hub::stopping`]), every connection stops receiving, and each is
+    /// closed once what is queued for it has been written.
+    pub fn shut_down(&self) {
+        self.shutdown.trigger();
+        let mut state = self.lock();
+        state.engine.handle_shutdown();
+        let links: Vec<Arc<Link>> = state.links.values().cloned().collect();
+        drop(state);
+        for link in links {
+            link.outbox_ready.notify();
+            link.room.notify();
+        }
+    }
+
+    /// Resolves once a shutdown has started; accept loops stop on it.
+    pub async fn stopping(&self) {
+        self.shutdown.wait().await
+    }
+
+    /// Whether a shutdown has started.
+    pub fn is_stopping(&self) -> bool {
+        self.shutdown.is_on()
+    }
+
+    /// Waits, with the runtime's `sleep`, until every connection has closed
+    /// or `grace` has passed; returns whether all closed.
+    pub async fn drained<F, S>(&self, grace: std::time::Duration, sleep: S) -> bool
+    where
+        S: Fn(std::time::Duration) -> F,
+        F: Future<Output = ()>,
+    {
+        let deadline = std::time::Instant::now() + grace;
+        while self.stats().connections > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// The engine's counters and the connections by transport.

@@ -25,6 +25,7 @@ mod hub;
 pub mod listener;
 mod options;
 mod runtime;
+mod shutdown;
 mod signal;
 mod token;
 mod websocket;

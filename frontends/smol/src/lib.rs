@@ -12,7 +12,7 @@
 //! let hub = Arc::new(Hub::new(Default::default(), 1024 * 1024));
 //! let uris = ["tcp://127.0.0.1:1445".to_string(), "http://127.0.0.1:8080".to_string()];
 //! let server = Server::bind(hub, &uris, HttpOptions::default())?;
-//! server.run();
+//! server.run(std::time::Duration::from_secs(10));
 //! # Ok::<_, mist_frontend::Error>(())
 //! ```
 
@@ -60,8 +60,10 @@ impl Server {
             .collect()
     }
 
-    /// Accepts connections forever on an executor with one thread per core.
-    pub fn run(self) {
+    /// Accepts connections on an executor with one thread per core until
+    /// [`Hub::shut_down`]; then waits up to `grace` for the open connections
+    /// to flush and close.
+    pub fn run(self, grace: Duration) {
         let executor = Arc::new(Executor::new());
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
         for i in 1..cores {
@@ -107,9 +109,24 @@ impl Server {
             };
             loops.push(accepting);
         }
+        let hub = self.hub.clone();
         future::block_on(executor.run(async {
-            for accept in loops {
-                accept.await;
+            future::or(
+                async {
+                    for accept in loops {
+                        accept.await;
+                    }
+                },
+                hub.stopping(),
+            )
+            .await;
+            if !hub
+                .drained(grace, |d| async move {
+                    Timer::after(d).await;
+                })
+                .await
+            {
+                log::warn!("shutdown grace period over: closing the connections still open");
             }
         }));
     }

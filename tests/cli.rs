@@ -284,3 +284,49 @@ fn bench_measures_fanout_and_latency() {
     assert!(text.contains("received 100 of 100 messages"), "{text}");
     assert!(text.contains("p99"), "{text}");
 }
+
+#[test]
+fn who_and_listall() {
+    let server = Server::start();
+    let mut a = server.connect();
+    a.subscribe(&["b", "a"]);
+    a.subscribe(&["c"]);
+    let mut b = server.connect();
+    b.subscribe(&["a", "b"]);
+    let mut idle = server.connect();
+    idle.sync();
+    let out = run(&["who", "--host", &server.addr]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // a, b, the idle client and the command's own connection.
+    assert_eq!(stdout(&out).trim(), "4 connections, 2 subscribers");
+    let out = run(&["listall", "--host", &server.addr]);
+    let reply: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(reply["data"], "a,b c", "distinct sets across connections");
+    assert_eq!(
+        reply["subscriptions"],
+        serde_json::json!([["a", "b"], ["c"]])
+    );
+}
+
+#[test]
+fn client_commands_take_a_token() {
+    let server = Server::start_with(&["--authenticator", "memory://", "--token", "adm"]);
+    let out = run(&["ping", "--host", &server.addr]);
+    assert_fails(&out, 1, "authentication required");
+    let out = run(&["ping", "--host", &server.addr, "--token", "nope"]);
+    assert_fails(&out, 1, "authentication failed");
+    let out = run(&["listall", "--host", &server.addr, "--token", "adm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&[
+        "publish",
+        "--tags",
+        "t",
+        "--data",
+        "x",
+        "--host",
+        &server.addr,
+        "--token",
+        "adm",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

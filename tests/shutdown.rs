@@ -26,8 +26,14 @@ fn queued_messages_are_flushed_before_exit(runtime: &str) {
     server.terminate();
     // Everything queued arrives, then the server closes the connection...
     let frames = subscriber.until_closed();
-    assert_eq!(frames.len(), MESSAGES, "every queued message is delivered before closing");
-    assert!(frames.iter().all(|f| f.data.as_deref() == Some(data.as_str())));
+    assert_eq!(
+        frames.len(),
+        MESSAGES,
+        "every queued message is delivered before closing"
+    );
+    assert!(frames
+        .iter()
+        .all(|f| f.data.as_deref() == Some(data.as_str())));
     // ...and exits cleanly.
     assert_eq!(server.exit_code(Duration::from_secs(30)), Some(0));
     let log = server.log().join("\n");

@@ -44,6 +44,9 @@ pub struct Bench {
     /// server address (default: 127.0.0.1:1445)
     #[argh(option, default = "default_host()")]
     host: String,
+    /// token for a server with authentication (sent as the first message)
+    #[argh(option)]
+    token: Option<String>,
 }
 
 pub fn run(cmd: &Bench) -> Result<(), Failure> {
@@ -74,7 +77,7 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
     let published = Arc::new(AtomicBool::new(false));
     let mut subscribers = Vec::new();
     for _ in 0..cmd.subs {
-        let mut conn = Connection::open(&cmd.host)?;
+        let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
         conn.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
         let (start_line, published, expected) = (start_line.clone(), published.clone(), cmd.msgs);
         subscribers.push(thread::spawn(move || {
@@ -82,7 +85,7 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
             count_lines(conn, expected, &published)
         }));
     }
-    let mut publisher = Connection::open(&cmd.host)?;
+    let mut publisher = Connection::open(&cmd.host, cmd.token.as_deref())?;
     let line = Request::new("publish")
         .tags([tag.as_str()])
         .data("x".repeat(cmd.size))
@@ -178,7 +181,7 @@ fn latency(cmd: &Bench) -> Result<(), Failure> {
     let total = (cmd.rate as f64 * cmd.duration).ceil() as u64;
     let epoch = Instant::now();
     let published = Arc::new(AtomicBool::new(false));
-    let mut subscriber = Connection::open(&cmd.host)?;
+    let mut subscriber = Connection::open(&cmd.host, cmd.token.as_deref())?;
     subscriber.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
     let receiving = {
         let published = published.clone();
@@ -208,7 +211,7 @@ fn latency(cmd: &Bench) -> Result<(), Failure> {
             Ok(latencies)
         })
     };
-    let mut publisher = Connection::open(&cmd.host)?;
+    let mut publisher = Connection::open(&cmd.host, cmd.token.as_deref())?;
     let interval = Duration::from_secs_f64(1.0 / cmd.rate as f64);
     let padding = "x".repeat(cmd.size.saturating_sub(20));
     let start = Instant::now();

@@ -18,6 +18,9 @@ pub struct Ping {
     /// server address (default: 127.0.0.1:1445)
     #[argh(option, default = "default_host()")]
     host: String,
+    /// token for a server with authentication (sent as the first message)
+    #[argh(option)]
+    token: Option<String>,
 }
 
 #[derive(FromArgs)]
@@ -33,6 +36,9 @@ pub struct Publish {
     /// server address (default: 127.0.0.1:1445)
     #[argh(option, default = "default_host()")]
     host: String,
+    /// token for a server with authentication (sent as the first message)
+    #[argh(option)]
+    token: Option<String>,
 }
 
 #[derive(FromArgs)]
@@ -48,6 +54,9 @@ pub struct Subscribe {
     /// server address (default: 127.0.0.1:1445)
     #[argh(option, default = "default_host()")]
     host: String,
+    /// token for a server with authentication (sent as the first message)
+    #[argh(option)]
+    token: Option<String>,
 }
 
 #[derive(FromArgs)]
@@ -61,6 +70,34 @@ pub struct Unsubscribe {
     /// server address (default: 127.0.0.1:1445)
     #[argh(option, default = "default_host()")]
     host: String,
+    /// token for a server with authentication (sent as the first message)
+    #[argh(option)]
+    token: Option<String>,
+}
+
+#[derive(FromArgs)]
+/// print how many connections and subscribers the server has
+#[argh(subcommand, name = "who")]
+pub struct Who {
+    /// server address (default: 127.0.0.1:1445)
+    #[argh(option, default = "default_host()")]
+    host: String,
+    /// token for a server with authentication (sent as the first message)
+    #[argh(option)]
+    token: Option<String>,
+}
+
+#[derive(FromArgs)]
+/// print every subscribed tag set across all connections (the server token
+/// is needed when authentication is on)
+#[argh(subcommand, name = "listall")]
+pub struct Listall {
+    /// server address (default: 127.0.0.1:1445)
+    #[argh(option, default = "default_host()")]
+    host: String,
+    /// token for a server with authentication (sent as the first message)
+    #[argh(option)]
+    token: Option<String>,
 }
 
 #[derive(FromArgs)]
@@ -74,6 +111,9 @@ pub struct List {
     /// server address (default: 127.0.0.1:1445)
     #[argh(option, default = "default_host()")]
     host: String,
+    /// token for a server with authentication (sent as the first message)
+    #[argh(option)]
+    token: Option<String>,
 }
 
 /// A blocking line-protocol connection.
@@ -85,7 +125,16 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn open(host: &str) -> Result<Connection, Failure> {
+    /// Connects, and authenticates first when given a token.
+    pub fn open(host: &str, token: Option<&str>) -> Result<Connection, Failure> {
+        let mut connection = Connection::connect(host)?;
+        if let Some(token) = token {
+            connection.send(&Request::new("auth").data(token))?;
+        }
+        Ok(connection)
+    }
+
+    fn connect(host: &str) -> Result<Connection, Failure> {
         let stream = TcpStream::connect(host).map_err(|e| {
             Failure::Failed(format!(
                 "cannot connect to mist at {host}: {e} (is `mist --server` running there?)"
@@ -198,7 +247,7 @@ fn tags_of(option: &str) -> Result<Vec<String>, Failure> {
 }
 
 pub fn ping(cmd: &Ping) -> Result<(), Failure> {
-    let mut conn = Connection::open(&cmd.host)?;
+    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
     let start = Instant::now();
     conn.send(&Request::new("ping"))?;
     let reply = conn.reply()?;
@@ -215,16 +264,20 @@ pub fn publish(cmd: &Publish) -> Result<(), Failure> {
     let request = Request::new("publish")
         .tags(tags_of(&cmd.tags)?)
         .data(&cmd.data);
-    Connection::open(&cmd.host)?.confirm(&request).map(drop)
+    Connection::open(&cmd.host, cmd.token.as_deref())?
+        .confirm(&request)
+        .map(drop)
 }
 
 pub fn unsubscribe(cmd: &Unsubscribe) -> Result<(), Failure> {
     let request = Request::new("unsubscribe").tags(tags_of(&cmd.tags)?);
-    Connection::open(&cmd.host)?.confirm(&request).map(drop)
+    Connection::open(&cmd.host, cmd.token.as_deref())?
+        .confirm(&request)
+        .map(drop)
 }
 
 pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
-    let mut conn = Connection::open(&cmd.host)?;
+    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
     let tags = tags_of(&cmd.tags)?;
     let early = conn.confirm(&Request::new("subscribe").tags(&tags))?;
     eprintln!(
@@ -258,8 +311,24 @@ pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
     Ok(())
 }
 
+pub fn who(cmd: &Who) -> Result<(), Failure> {
+    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    conn.send(&Request::new("who"))?;
+    let reply = conn.reply()?;
+    println!("{}", reply.data.unwrap_or_default());
+    Ok(())
+}
+
+pub fn listall(cmd: &Listall) -> Result<(), Failure> {
+    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    conn.send(&Request::new("listall"))?;
+    let reply = conn.reply()?;
+    println!("{}", serde_json::to_string(&reply)?);
+    Ok(())
+}
+
 pub fn list(cmd: &List) -> Result<(), Failure> {
-    let mut conn = Connection::open(&cmd.host)?;
+    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
     for tags in &cmd.subscribe {
         conn.confirm(&Request::new("subscribe").tags(tags_of(tags)?))?;
     }

@@ -107,6 +107,8 @@ enum Command {
     Subscribe(client::Subscribe),
     Unsubscribe(client::Unsubscribe),
     List(client::List),
+    Who(client::Who),
+    Listall(client::Listall),
     Bench(bench::Bench),
 }
 
@@ -126,6 +128,8 @@ fn main() -> ExitCode {
         (Some(Command::Subscribe(cmd)), false) => client::subscribe(cmd),
         (Some(Command::Unsubscribe(cmd)), false) => client::unsubscribe(cmd),
         (Some(Command::List(cmd)), false) => client::list(cmd),
+        (Some(Command::Who(cmd)), false) => client::who(cmd),
+        (Some(Command::Listall(cmd)), false) => client::listall(cmd),
         (Some(Command::Bench(cmd)), false) => bench::run(cmd),
         (None, false) => Err(Failure::Usage(
             "nothing to do: run `mist --server` to start a server, or `mist --help`".into(),

@@ -267,6 +267,15 @@ impl Engine {
                 Ok(())
             }
             Command::Auth => self.authenticate(conn, request),
+            Command::Who => {
+                let subscribers = (self.slots.iter())
+                    .filter_map(|slot| slot.conn.as_ref())
+                    .filter(|c| !c.subscriptions.is_empty())
+                    .count();
+                self.reply(conn, encode::who(self.stats.connections, subscribers));
+                Ok(())
+            }
+            Command::Listall => self.listall(conn),
             Command::Register
             | Command::Unregister
             | Command::Set
@@ -504,13 +513,7 @@ impl Engine {
     /// Input: the server is shutting down. Every connection stops receiving
     /// and is closed once what is queued for it has been written.
     pub fn handle_shutdown(&mut self) {
-        let open: Vec<ConnId> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.conn.is_some())
-            .map(|(i, slot)| ConnId::new(i as u32, slot.generation))
-            .collect();
+        let open: Vec<ConnId> = self.open_conns().collect();
         for conn in open {
             self.close(conn);
         }
@@ -712,19 +715,49 @@ impl Engine {
         Ok(())
     }
 
+    /// The ids of every open connection.
+    fn open_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.conn.is_some())
+            .map(|(i, slot)| ConnId::new(i as u32, slot.generation))
+    }
+
+    /// A subscription's tag names, sorted.
+    fn names_of(&self, set: &[TagId]) -> Vec<String> {
+        let mut tags: Vec<String> = set
+            .iter()
+            .map(|&id| self.tags.name(id).to_owned())
+            .collect();
+        tags.sort_unstable();
+        tags
+    }
+
+    /// `listall`: every distinct subscribed tag set; the admin's only when
+    /// authentication is on.
+    fn listall(&mut self, conn: ConnId) -> Result<(), Error> {
+        if self.access.is_some() && self.role(conn) != Role::Admin {
+            return Err(Error::AdminOnly);
+        }
+        let mut all: Vec<Vec<String>> = self
+            .open_conns()
+            .filter_map(|c| self.conn(c))
+            .flat_map(|c| c.subscriptions.iter())
+            .map(|set| self.names_of(set))
+            .collect();
+        all.sort_by_cached_key(|tags| tags.join(","));
+        all.dedup();
+        self.reply(conn, encode::listall(&all));
+        Ok(())
+    }
+
     fn list(&mut self, conn: ConnId) {
         let Some(c) = self.conn(conn) else { return };
         let mut subscriptions: Vec<Vec<String>> = c
             .subscriptions
             .iter()
-            .map(|set| {
-                let mut tags: Vec<String> = set
-                    .iter()
-                    .map(|&id| self.tags.name(id).to_owned())
-                    .collect();
-                tags.sort_unstable();
-                tags
-            })
+            .map(|set| self.names_of(set))
             .collect();
         subscriptions.sort_by_cached_key(|tags| tags.join(","));
         self.reply(conn, encode::list(&subscriptions));

@@ -325,3 +325,25 @@ fn changes_are_stored_one_at_a_time_in_order() {
         }
     );
 }
+
+#[test]
+fn listall_is_the_admins_who_is_anyones() {
+    let mut e = engine();
+    let reader = e.handle_connect_with_token(Some("reader")).unwrap();
+    e.handle_message(reader, Ok(Request::new("subscribe").tags(["news"])));
+    e.handle_message(reader, Ok(Request::new("listall")));
+    e.handle_message(reader, Ok(Request::new("who")));
+    let replies = received(&mut e, reader);
+    assert_eq!(
+        replies[0].error.as_deref(),
+        Some("permission denied: admin commands need the server token")
+    );
+    assert_eq!(
+        (replies[1].connections, replies[1].subscribers),
+        (Some(1), Some(1))
+    );
+    let admin = e.handle_connect_with_token(Some(ADMIN)).unwrap();
+    e.handle_message(admin, Ok(Request::new("listall")));
+    let all = received(&mut e, admin).remove(0);
+    assert_eq!(all.subscriptions, Some(vec![vec!["news".to_string()]]));
+}

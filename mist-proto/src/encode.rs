@@ -18,6 +18,10 @@ struct Frame<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     subscriptions: Option<&'a [Vec<String>]>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscribers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
 }
 
@@ -28,6 +32,8 @@ impl Frame<'_> {
             tags: None,
             data: None,
             subscriptions: None,
+            connections: None,
+            subscribers: None,
             error: None,
         }
     }
@@ -68,6 +74,15 @@ pub fn pong() -> Bytes {
 /// `subscriptions` must already be in the order the client should see; `data`
 /// joins each subscription's tags with `,` and the subscriptions with ` `.
 pub fn list(subscriptions: &[Vec<String>]) -> Bytes {
+    subscription_list("list", subscriptions)
+}
+
+/// The reply to `listall`: every subscribed tag set, in the shape of `list`.
+pub fn listall(subscriptions: &[Vec<String>]) -> Bytes {
+    subscription_list("listall", subscriptions)
+}
+
+fn subscription_list(command: &str, subscriptions: &[Vec<String>]) -> Bytes {
     let data = subscriptions
         .iter()
         .map(|tags| tags.join(","))
@@ -76,7 +91,19 @@ pub fn list(subscriptions: &[Vec<String>]) -> Bytes {
     Frame {
         data: Some(&data),
         subscriptions: Some(subscriptions),
-        ..Frame::new("list")
+        ..Frame::new(command)
+    }
+    .to_bytes()
+}
+
+/// The reply to `who`: `{"command":"who","data":"3 connections, 2 subscribers","connections":3,"subscribers":2}`.
+pub fn who(connections: usize, subscribers: usize) -> Bytes {
+    let data = format!("{connections} connections, {subscribers} subscribers");
+    Frame {
+        data: Some(&data),
+        connections: Some(connections),
+        subscribers: Some(subscribers),
+        ..Frame::new("who")
     }
     .to_bytes()
 }

@@ -93,6 +93,11 @@ pub enum Command {
     Unset,
     /// Admin: show the tags of the token in `data`.
     Tags,
+    /// How many connections and subscribers the server has.
+    Who,
+    /// Every subscribed tag set across all connections (admin-only when
+    /// authentication is on).
+    Listall,
     Other(String),
 }
 
@@ -111,6 +116,8 @@ impl Command {
             Command::Set => "set",
             Command::Unset => "unset",
             Command::Tags => "tags",
+            Command::Who => "who",
+            Command::Listall => "listall",
             Command::Other(name) => name,
         }
     }
@@ -128,6 +135,8 @@ impl Command {
             "set" => Command::Set,
             "unset" => Command::Unset,
             "tags" => Command::Tags,
+            "who" => Command::Who,
+            "listall" => Command::Listall,
             _ => return None,
         })
     }
@@ -264,6 +273,12 @@ pub struct Message {
     pub data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<Vec<Vec<String>>>,
+    /// In a `who` reply: connections open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<usize>,
+    /// In a `who` reply: connections holding at least one subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribers: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -203,7 +203,11 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "the server did not exit: {:?}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit: {:?}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -60,6 +60,16 @@ struct Cli {
     #[argh(option)]
     token: Option<String>,
 
+    /// seconds without traffic before TCP keepalive probes a client; one
+    /// that stops answering is closed (0 turns it off; default: 60)
+    #[argh(option)]
+    keepalive: Option<u64>,
+
+    /// replication to other mist servers: accepted for compatibility with
+    /// the original's flags, but not available yet (setting it is an error)
+    #[argh(option)]
+    replicator: Option<String>,
+
     /// seconds to let connections flush what is queued for them after
     /// SIGINT or SIGTERM before exiting (default: 10)
     #[argh(option)]

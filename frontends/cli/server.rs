@@ -4,7 +4,7 @@ use crate::{Cli, Failure};
 use mist_auth::Registry;
 use mist_engine::Config;
 use mist_frontend::listener::{split_uris, DEFAULT_LISTENERS};
-use mist_frontend::{HttpOptions, Hub};
+use mist_frontend::{Hub, ListenerOptions};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -18,8 +18,18 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     } else {
         split_uris(&cli.listeners)
     };
-    let defaults = HttpOptions::default();
-    let http = HttpOptions {
+    if let Some(replicator) = &cli.replicator {
+        return Err(Failure::Usage(format!(
+            "--replicator {replicator:?}: replication is not available in this version of mist"
+        )));
+    }
+    let defaults = ListenerOptions::default();
+    let http = ListenerOptions {
+        keepalive: match cli.keepalive {
+            Some(0) => None,
+            Some(seconds) => Some(Duration::from_secs(seconds)),
+            None => defaults.keepalive,
+        },
         allowed_origins: if cli.cors_origin.is_empty() {
             defaults.allowed_origins
         } else {

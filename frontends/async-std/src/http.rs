@@ -3,7 +3,7 @@
 
 use async_std::task;
 use mist_frontend::listener::ListenerSpec;
-use mist_frontend::{HttpOptions, HttpService, Hub, Runtime};
+use mist_frontend::{HttpService, Hub, ListenerOptions, Runtime};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +25,7 @@ impl Runtime for AsyncStd {
 /// Serves the HTTP endpoints on `listener` until the process ends.
 pub async fn serve(
     hub: Arc<Hub>,
-    options: HttpOptions,
+    options: ListenerOptions,
     spec: ListenerSpec,
     listener: std::net::TcpListener,
 ) {

@@ -5,14 +5,14 @@
 //!
 //! ```no_run
 //! use mist_async_std::Server;
-//! use mist_frontend::{Hub, HttpOptions};
+//! use mist_frontend::{Hub, ListenerOptions};
 //! use std::sync::Arc;
 //!
 //! async_std::task::block_on(async {
 //!     let max_line = 1024 * 1024;
 //!     let hub = Arc::new(Hub::new(Default::default(), max_line));
 //!     let uris = ["tcp://127.0.0.1:1445".to_string(), "ws://127.0.0.1:8888".to_string()];
-//!     let server = Server::bind(hub, &uris, HttpOptions::default()).await?;
+//!     let server = Server::bind(hub, &uris, ListenerOptions::default()).await?;
 //!     server.run(std::time::Duration::from_secs(10)).await;
 //!     Ok::<_, mist_frontend::Error>(())
 //! });
@@ -24,7 +24,7 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use futures::future::select;
 use mist_frontend::listener::{bind_all, ListenerSpec};
-use mist_frontend::{serve_accepted, Error, HttpOptions, Hub, Transport};
+use mist_frontend::{serve_accepted, Error, Hub, ListenerOptions, Transport};
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -40,15 +40,19 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Listeners bound and ready to accept.
 pub struct Server {
     hub: Arc<Hub>,
-    http: HttpOptions,
+    http: ListenerOptions,
     listeners: Vec<(ListenerSpec, std::net::TcpListener)>,
 }
 
 impl Server {
     /// Binds every listener of a supported scheme; others are skipped with a
     /// logged error. Fails if a listener cannot be bound or none is left.
-    pub async fn bind(hub: Arc<Hub>, uris: &[String], http: HttpOptions) -> Result<Server, Error> {
-        let listeners = bind_all(uris, &SCHEMES)?;
+    pub async fn bind(
+        hub: Arc<Hub>,
+        uris: &[String],
+        http: ListenerOptions,
+    ) -> Result<Server, Error> {
+        let listeners = bind_all(uris, &SCHEMES, http.keepalive)?;
         hub.set_spawner(|task| {
             task::spawn(task);
         });

@@ -14,7 +14,7 @@
 
 use crate::hub::Via;
 use crate::{
-    is_disconnect, refusal_text, request_token, serve_websocket, HttpOptions, Hub, Inbound,
+    is_disconnect, refusal_text, request_token, serve_websocket, Hub, Inbound, ListenerOptions,
     Outbound, Runtime, Session,
 };
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -37,12 +37,12 @@ const EVENT_BUFFER: usize = 8;
 #[derive(Clone)]
 pub struct HttpService<R> {
     hub: Arc<Hub>,
-    options: Arc<HttpOptions>,
+    options: Arc<ListenerOptions>,
     runtime: R,
 }
 
 impl<R: Runtime> HttpService<R> {
-    pub fn new(hub: Arc<Hub>, options: HttpOptions, runtime: R) -> HttpService<R> {
+    pub fn new(hub: Arc<Hub>, options: ListenerOptions, runtime: R) -> HttpService<R> {
         HttpService {
             hub,
             options: Arc::new(options),

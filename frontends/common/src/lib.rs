@@ -35,7 +35,7 @@ pub use connection::{serve, Inbound, Outbound, Session};
 pub use error::Error;
 pub use http_service::HttpService;
 pub use hub::{Hub, Snapshot, Via};
-pub use options::HttpOptions;
+pub use options::ListenerOptions;
 pub use runtime::Runtime;
 pub use token::{refusal_text, request_token};
 pub use websocket::{accept_websocket, serve_websocket, WEBSOCKET_PATHS};

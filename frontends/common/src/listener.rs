@@ -1,10 +1,14 @@
 //! Listener URIs: `scheme://host:port`, as the original mist takes them.
 
 use crate::Error;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 use std::fmt;
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
+use std::time::Duration;
+
+/// Unanswered keepalive probes before the kernel gives up on a peer.
+const KEEPALIVE_PROBES: u32 = 3;
 
 /// Connections the kernel queues for a listener before it refuses more. The
 /// default of 128 overflows when many clients connect at once, and a refused
@@ -81,8 +85,12 @@ impl ListenerSpec {
 /// Binds a non-blocking TCP listener for a runtime to wrap.
 ///
 /// `SO_REUSEADDR` lets a restarted server bind while old connections linger
-/// in TIME_WAIT; it does not let two servers share a port.
-pub fn bind_tcp(spec: &ListenerSpec) -> Result<TcpListener, Error> {
+/// in TIME_WAIT; it does not let two servers share a port. `TCP_NODELAY` and
+/// the keepalive settings are set on the listener, and accepted connections
+/// inherit them: writes are already coalesced, so Nagle would only add
+/// latency, and keepalive closes peers that stop answering after
+/// `keepalive` plus three probes a third of it apart.
+pub fn bind_tcp(spec: &ListenerSpec, keepalive: Option<Duration>) -> Result<TcpListener, Error> {
     let bind_error = |source: io::Error| Error::Bind {
         uri: spec.to_string(),
         source,
@@ -105,6 +113,15 @@ pub fn bind_tcp(spec: &ListenerSpec) -> Result<TcpListener, Error> {
     )
     .map_err(bind_error)?;
     socket.set_reuse_address(true).map_err(bind_error)?;
+    socket.set_tcp_nodelay(true).map_err(bind_error)?;
+    if let Some(idle) = keepalive {
+        let interval = (idle / 3).max(Duration::from_secs(1));
+        let probes = TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(interval)
+            .with_retries(KEEPALIVE_PROBES);
+        socket.set_tcp_keepalive(&probes).map_err(bind_error)?;
+    }
     socket.bind(&address.into()).map_err(bind_error)?;
     socket.listen(ACCEPT_BACKLOG).map_err(bind_error)?;
     socket.set_nonblocking(true).map_err(bind_error)?;
@@ -117,10 +134,11 @@ pub fn bind_tcp(spec: &ListenerSpec) -> Result<TcpListener, Error> {
 pub fn bind_all(
     uris: &[String],
     supported: &[&str],
+    keepalive: Option<Duration>,
 ) -> Result<Vec<(ListenerSpec, TcpListener)>, Error> {
     let mut listeners = Vec::new();
     for spec in plan(uris, supported)? {
-        let listener = bind_tcp(&spec)?;
+        let listener = bind_tcp(&spec, keepalive)?;
         let bound = spec.bound_to(&listener);
         log::info!("listening on {bound}");
         listeners.push((bound, listener));

@@ -1,10 +1,15 @@
-//! Settings of the HTTP listener that do not belong to the engine.
+//! Settings of the listeners that do not belong to the engine.
 
 use std::time::Duration;
 
-/// How the HTTP endpoints treat browsers on other origins.
+/// How the listeners treat their clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpOptions {
+pub struct ListenerOptions {
+    /// TCP keepalive for every accepted connection: after this long without
+    /// traffic the kernel probes the peer, and a peer that stops answering
+    /// (a host gone, a network cut) is closed, so its outbox is freed. `None`
+    /// turns keepalive off.
+    pub keepalive: Option<Duration>,
     /// Origins allowed by CORS; `*` allows any. Web pages are usually served
     /// from another origin than the broker, so the default is `*`.
     pub allowed_origins: Vec<String>,
@@ -13,9 +18,10 @@ pub struct HttpOptions {
     pub sse_keepalive: Duration,
 }
 
-impl Default for HttpOptions {
-    fn default() -> HttpOptions {
-        HttpOptions {
+impl Default for ListenerOptions {
+    fn default() -> ListenerOptions {
+        ListenerOptions {
+            keepalive: Some(Duration::from_secs(60)),
             allowed_origins: vec!["*".to_string()],
             sse_keepalive: Duration::from_secs(15),
         }

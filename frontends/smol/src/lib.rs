@@ -5,19 +5,19 @@
 //! interprets a command, and nothing here depends on async-std.
 //!
 //! ```no_run
-//! use mist_frontend::{HttpOptions, Hub};
+//! use mist_frontend::{ListenerOptions, Hub};
 //! use mist_smol::Server;
 //! use std::sync::Arc;
 //!
 //! let hub = Arc::new(Hub::new(Default::default(), 1024 * 1024));
 //! let uris = ["tcp://127.0.0.1:1445".to_string(), "http://127.0.0.1:8080".to_string()];
-//! let server = Server::bind(hub, &uris, HttpOptions::default())?;
+//! let server = Server::bind(hub, &uris, ListenerOptions::default())?;
 //! server.run(std::time::Duration::from_secs(10));
 //! # Ok::<_, mist_frontend::Error>(())
 //! ```
 
 use mist_frontend::listener::{bind_all, ListenerSpec};
-use mist_frontend::{serve_accepted, Error, HttpOptions, HttpService, Hub, Runtime, Transport};
+use mist_frontend::{serve_accepted, Error, HttpService, Hub, ListenerOptions, Runtime, Transport};
 use smol::net::{TcpListener, TcpStream};
 use smol::{future, Executor, Timer};
 use std::future::Future;
@@ -36,15 +36,15 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Listeners bound and ready to accept.
 pub struct Server {
     hub: Arc<Hub>,
-    http: HttpOptions,
+    http: ListenerOptions,
     listeners: Vec<(ListenerSpec, std::net::TcpListener)>,
 }
 
 impl Server {
     /// Binds every listener of a supported scheme; others are skipped with a
     /// logged error. Fails if a listener cannot be bound or none is left.
-    pub fn bind(hub: Arc<Hub>, uris: &[String], http: HttpOptions) -> Result<Server, Error> {
-        let listeners = bind_all(uris, &SCHEMES)?;
+    pub fn bind(hub: Arc<Hub>, uris: &[String], http: ListenerOptions) -> Result<Server, Error> {
+        let listeners = bind_all(uris, &SCHEMES, http.keepalive)?;
         Ok(Server {
             hub,
             http,

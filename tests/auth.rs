@@ -206,7 +206,7 @@ fn an_authenticator_without_a_token_refuses_to_start() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--authenticator needs --token"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("an authenticator needs a token"));
     let out = support::mist()
         .args([
             "--server",

@@ -224,11 +224,11 @@ fn bad_flag_values_are_usage_errors() {
     for (args, message) in [
         (
             &["--server", "--log-level", "loud"][..],
-            "invalid --log-level \"loud\"",
+            "invalid log-level \"loud\"",
         ),
         (
             &["--server", "--max-line", "0"][..],
-            "--max-line must be at least 1",
+            "max-line must be at least 1",
         ),
         (
             &["--server", "--listeners", "127.0.0.1:1445"][..],
@@ -333,4 +333,53 @@ fn client_commands_take_a_token() {
         "adm",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn write_config(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("mist-config-{}-{name}.yml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_config_file_is_read_and_flags_override_it() {
+    let path = write_config("precedence", "max-tags: 2\nmax-line: 4096\nruntime: smol\n");
+    let path = path.to_str().unwrap();
+    let server = Server::start_with(&["--config", path, "--max-tags", "3"]);
+    let mut client = server.connect();
+    client.publish(
+        &["a", "b", "c"],
+        "three tags: the flag's 3 wins over the file's 2",
+    );
+    client.send(mist_proto::Request::new("publish").tags(["a", "b", "c", "d"]));
+    assert_eq!(client.error(), "too many tags: at most 3 tags are allowed");
+    client.send_raw(&[b'x'; 5000]);
+    client.send_raw(b"\n");
+    assert!(
+        client.error().contains("the limit is 4096 bytes"),
+        "the file's max-line"
+    );
+}
+
+#[test]
+fn the_example_config_starts_a_server() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/mist.example.yml");
+    let server = Server::start_with(&["--config", example]);
+    server.connect().sync();
+}
+
+#[test]
+fn config_mistakes_stop_the_server_with_a_clear_error() {
+    let unknown = write_config("unknown", "log-level: info\nmax-lines: 5\n");
+    let out = run(&["--server", "--config", unknown.to_str().unwrap()]);
+    assert_fails(&out, 1, "unknown field `max-lines`");
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    let wrong = write_config("wrong", "max-tags: many\n");
+    let out = run(&["--server", "--config", wrong.to_str().unwrap()]);
+    assert_fails(&out, 1, "max-tags");
+    let out = run(&["--server", "--config", "/nonexistent/mist.yml"]);
+    assert_fails(&out, 1, "cannot read the config file /nonexistent/mist.yml");
+    let no_token = write_config("no-token", "authenticator: memory://\n");
+    let out = run(&["--server", "--config", no_token.to_str().unwrap()]);
+    assert_fails(&out, 2, "an authenticator needs a token");
 }

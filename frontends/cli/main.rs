@@ -7,6 +7,7 @@
 mod bench;
 mod client;
 mod server;
+mod settings;
 
 use argh::FromArgs;
 #[global_allocator]
@@ -34,10 +35,14 @@ struct Cli {
     #[argh(option)]
     listeners: Vec<String>,
 
-    /// async runtime: async-std (serves tcp, ws and http) or smol (serves tcp
-    /// and ws) (default: async-std)
-    #[argh(option, default = "String::from(\"async-std\")")]
-    runtime: String,
+    /// path to a YAML config file; flags given here override it
+    #[argh(option)]
+    config: Option<String>,
+
+    /// async runtime: async-std or smol; both serve every listener
+    /// (default: async-std)
+    #[argh(option)]
+    runtime: Option<String>,
 
     /// origin allowed to use the HTTP endpoints from a browser (CORS),
     /// repeatable (default: *, any origin)
@@ -76,8 +81,8 @@ struct Cli {
     shutdown_grace: Option<u64>,
 
     /// log level: trace, debug, info, warn or error (default: info)
-    #[argh(option, default = "String::from(\"info\")")]
-    log_level: String,
+    #[argh(option)]
+    log_level: Option<String>,
 
     /// longest line a client may send, in bytes (default: 1048576)
     #[argh(option)]
@@ -100,6 +105,10 @@ struct Cli {
     /// most subscriptions one connection may hold (default: 10000)
     #[argh(option)]
     max_subscriptions: Option<usize>,
+
+    /// most connections open at once; more are refused (default: 65536)
+    #[argh(option)]
+    max_connections: Option<usize>,
 
     /// display the version of mist
     #[argh(switch, short = 'v')]

@@ -1,5 +1,7 @@
-//! `mist --server`: turns the flags into a running async-std server.
+//! `mist --server`: turns the settings (defaults, config file, flags) into a
+//! running server on the chosen runtime.
 
+use crate::settings::Settings;
 use crate::{Cli, Failure};
 use mist_auth::Registry;
 use mist_engine::Config;
@@ -7,59 +9,63 @@ use mist_frontend::listener::{split_uris, DEFAULT_LISTENERS};
 use mist_frontend::{Hub, ListenerOptions};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub fn run(cli: &Cli) -> Result<(), Failure> {
-    init_logging(&cli.log_level)?;
-    let (config, max_line) = limits(cli)?;
-    let uris = if cli.listeners.is_empty() {
-        DEFAULT_LISTENERS.iter().map(|s| s.to_string()).collect()
-    } else {
-        split_uris(&cli.listeners)
+    let file = match &cli.config {
+        Some(path) => Settings::from_file(Path::new(path))?,
+        None => Settings::default(),
     };
-    if let Some(replicator) = &cli.replicator {
+    let settings = file.overlay(Settings::from_cli(cli));
+    init_logging(settings.log_level.as_deref().unwrap_or("info"))?;
+    let (config, max_line) = limits(&settings)?;
+    let uris = match &settings.listeners {
+        Some(listeners) => split_uris(listeners),
+        None => DEFAULT_LISTENERS.iter().map(|s| s.to_string()).collect(),
+    };
+    if let Some(replicator) = &settings.replicator {
         return Err(Failure::Usage(format!(
-            "--replicator {replicator:?}: replication is not available in this version of mist"
+            "replicator {replicator:?}: replication is not available in this version of mist"
         )));
     }
     let defaults = ListenerOptions::default();
-    let http = ListenerOptions {
-        keepalive: match cli.keepalive {
+    let listener_options = ListenerOptions {
+        keepalive: match settings.keepalive {
             Some(0) => None,
             Some(seconds) => Some(Duration::from_secs(seconds)),
             None => defaults.keepalive,
         },
-        allowed_origins: if cli.cors_origin.is_empty() {
-            defaults.allowed_origins
-        } else {
-            cli.cors_origin.clone()
-        },
-        sse_keepalive: match cli.sse_keepalive {
+        allowed_origins: settings
+            .cors_origins
+            .clone()
+            .unwrap_or(defaults.allowed_origins),
+        sse_keepalive: match settings.sse_keepalive {
             Some(0) => {
                 return Err(Failure::Usage(
-                    "--sse-keepalive must be at least 1 second".into(),
+                    "sse-keepalive must be at least 1 second".into(),
                 ))
             }
             Some(seconds) => Duration::from_secs(seconds),
             None => defaults.sse_keepalive,
         },
     };
-    if !["async-std", "smol"].contains(&cli.runtime.as_str()) {
+    let runtime = settings.runtime.as_deref().unwrap_or("async-std");
+    if !["async-std", "smol"].contains(&runtime) {
         return Err(Failure::Usage(format!(
-            "unknown --runtime {:?}: use async-std or smol",
-            cli.runtime
+            "unknown runtime {runtime:?}: use async-std or smol"
         )));
     }
-    let grace = Duration::from_secs(cli.shutdown_grace.unwrap_or(10));
-    let hub = Arc::new(hub(cli, config, max_line)?);
-    if cli.runtime == "smol" {
-        let server = mist_smol::Server::bind(hub.clone(), &uris, http)?;
+    let grace = Duration::from_secs(settings.shutdown_grace.unwrap_or(10));
+    let hub = Arc::new(hub(&settings, config, max_line)?);
+    if runtime == "smol" {
+        let server = mist_smol::Server::bind(hub.clone(), &uris, listener_options)?;
         stop_on_signals(hub)?;
         server.run(grace);
     } else {
         async_std::task::block_on(async {
-            let server = mist_async_std::Server::bind(hub.clone(), &uris, http).await?;
+            let server = mist_async_std::Server::bind(hub.clone(), &uris, listener_options).await?;
             stop_on_signals(hub)?;
             server.run(grace).await;
             Ok::<_, Failure>(())
@@ -93,16 +99,16 @@ fn stop_on_signals(hub: Arc<Hub>) -> Result<(), Failure> {
 }
 
 /// An open hub, or one secured by the authenticator, with its tokens loaded.
-fn hub(cli: &Cli, config: Config, max_line: usize) -> Result<Hub, Failure> {
-    let (uri, token) = match (&cli.authenticator, &cli.token) {
+fn hub(settings: &Settings, config: Config, max_line: usize) -> Result<Hub, Failure> {
+    let (uri, token) = match (&settings.authenticator, &settings.token) {
         (None, None) => return Ok(Hub::new(config, max_line)),
         (Some(_), None) => return Err(Failure::Usage(
-            "--authenticator needs --token: the server token is what the admin authenticates with"
+            "an authenticator needs a token (--token, or token: in the config file): the server token is what the admin authenticates with"
                 .into(),
         )),
         (None, Some(_)) => {
             return Err(Failure::Usage(
-                "--token needs --authenticator, e.g. --authenticator memory://".into(),
+                "a token needs an authenticator (--authenticator, or authenticator: in the config file), e.g. memory://".into(),
             ))
         }
         (Some(uri), Some(token)) if token.is_empty() => {
@@ -130,7 +136,7 @@ fn hub(cli: &Cli, config: Config, max_line: usize) -> Result<Hub, Failure> {
 fn init_logging(level: &str) -> Result<(), Failure> {
     let level: LevelFilter = level.parse().map_err(|_| {
         Failure::Usage(format!(
-            "invalid --log-level {level:?}: use trace, debug, info, warn or error"
+            "invalid log-level {level:?}: use trace, debug, info, warn or error"
         ))
     })?;
     let color = if std::io::stderr().is_terminal() {
@@ -148,10 +154,10 @@ fn init_logging(level: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::Failed(format!("cannot set up logging: {e}")))
 }
 
-/// The engine's limits and the line limit, from the flags over the defaults.
-fn limits(cli: &Cli) -> Result<(Config, usize), Failure> {
-    let positive = |flag: &str, value: Option<usize>, default: usize| match value {
-        Some(0) => Err(Failure::Usage(format!("--{flag} must be at least 1"))),
+/// The engine's limits and the line limit, from the settings over the defaults.
+fn limits(settings: &Settings) -> Result<(Config, usize), Failure> {
+    let positive = |name: &str, value: Option<usize>, default: usize| match value {
+        Some(0) => Err(Failure::Usage(format!("{name} must be at least 1"))),
         Some(n) => Ok(n),
         None => Ok(default),
     };
@@ -159,21 +165,26 @@ fn limits(cli: &Cli) -> Result<(Config, usize), Failure> {
     let config = Config {
         max_outbox_bytes: positive(
             "max-outbox-bytes",
-            cli.max_outbox_bytes,
+            settings.max_outbox_bytes,
             defaults.max_outbox_bytes,
         )?,
         max_outbox_frames: positive(
             "max-outbox-frames",
-            cli.max_outbox_frames,
+            settings.max_outbox_frames,
             defaults.max_outbox_frames,
         )?,
-        max_tags: positive("max-tags", cli.max_tags, defaults.max_tags)?,
+        max_tags: positive("max-tags", settings.max_tags, defaults.max_tags)?,
         max_subscriptions: positive(
             "max-subscriptions",
-            cli.max_subscriptions,
+            settings.max_subscriptions,
             defaults.max_subscriptions,
         )?,
+        max_connections: positive(
+            "max-connections",
+            settings.max_connections,
+            defaults.max_connections,
+        )?,
     };
-    let max_line = positive("max-line", cli.max_line, mist_proto::DEFAULT_MAX_LINE)?;
+    let max_line = positive("max-line", settings.max_line, mist_proto::DEFAULT_MAX_LINE)?;
     Ok((config, max_line))
 }

@@ -14,6 +14,8 @@ pub struct Config {
     pub max_tags: usize,
     /// Subscriptions one connection may hold.
     pub max_subscriptions: usize,
+    /// Connections open at once; more are refused.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -23,6 +25,7 @@ impl Default for Config {
             max_outbox_frames: 128 * 1024,
             max_tags: 64,
             max_subscriptions: 10_000,
+            max_connections: 65_536,
         }
     }
 }

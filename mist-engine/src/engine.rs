@@ -174,6 +174,12 @@ impl Engine {
         Ok(self.connect_as(role))
     }
 
+    /// Whether [`Config::max_connections`] are open; the caller should
+    /// refuse new clients until some leave.
+    pub fn at_capacity(&self) -> bool {
+        self.stats.connections >= self.config.max_connections
+    }
+
     fn connect_as(&mut self, role: Role) -> ConnId {
         let conn = Conn {
             role,

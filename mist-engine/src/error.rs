@@ -40,6 +40,8 @@ pub enum Error {
     PermissionRevoked { tags: Vec<String> },
     /// The server is shutting down and takes no new connections.
     ShuttingDown,
+    /// [`crate::Config::max_connections`] are open already.
+    TooManyConnections { limit: usize },
 }
 
 impl fmt::Display for Error {
@@ -88,6 +90,10 @@ impl fmt::Display for Error {
                 f.write_str("the token was unregistered: the connection is closed")
             }
             Error::ShuttingDown => f.write_str("the server is shutting down"),
+            Error::TooManyConnections { limit } => write!(
+                f,
+                "too many connections: the server takes at most {limit}; try again later"
+            ),
             Error::PermissionRevoked { tags } => write!(
                 f,
                 "permission revoked for the tag(s) {}: the subscription was removed",

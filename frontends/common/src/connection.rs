@@ -60,8 +60,14 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let Ok(session) = Session::open(hub, Via::Tcp) else {
-        return Ok(()); // shutting down: the socket is simply closed
+    let session = match Session::open(hub, Via::Tcp) {
+        Ok(session) => session,
+        Err(refused) => {
+            // Full, or shutting down: say so, then close.
+            let mut writer = writer;
+            let frame = mist_proto::encode::error("", None, &refused.to_string());
+            return writer.write_all(&frame).await;
+        }
     };
     session
         .run(ByteInbound::new(reader), ByteOutbound::new(writer))

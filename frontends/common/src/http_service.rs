@@ -219,12 +219,13 @@ impl<R: Runtime> HttpService<R> {
         let header = request.header("X-Auth-Token").map(|v| v.as_str());
         let token = request_token(header, request.url().query());
         Session::open_with_token(&self.hub, via, token.as_deref()).map_err(|e| {
-            Box::new(failure(
-                StatusCode::Unauthorized,
-                command,
-                None,
-                &refusal_text(&e),
-            ))
+            let status = match e {
+                mist_engine::Error::AuthRequired | mist_engine::Error::BadToken => {
+                    StatusCode::Unauthorized
+                }
+                _ => refusal_status(&e),
+            };
+            Box::new(failure(status, command, None, &refusal_text(&e)))
         })
     }
 

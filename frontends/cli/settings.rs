@@ -1,0 +1,152 @@
+//! The server's settings, from three places, each overriding the one before:
+//! built-in defaults, the config file (`--config`), the command line.
+
+use crate::{Cli, Failure};
+use serde::Deserialize;
+use std::path::Path;
+
+/// Every setting, each optional: absent means "not said here".
+///
+/// The config file uses the same names as the flags (`log-level`,
+/// `max-outbox-bytes`, ...); an unknown key or a wrong type is an error
+/// naming it and its line, never a silent default.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    pub authenticator: Option<String>,
+    pub token: Option<String>,
+    pub listeners: Option<Vec<String>>,
+    pub log_level: Option<String>,
+    pub replicator: Option<String>,
+    pub runtime: Option<String>,
+    pub cors_origins: Option<Vec<String>>,
+    pub max_line: Option<usize>,
+    pub max_outbox_bytes: Option<usize>,
+    pub max_outbox_frames: Option<usize>,
+    pub max_tags: Option<usize>,
+    pub max_subscriptions: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub keepalive: Option<u64>,
+    pub sse_keepalive: Option<u64>,
+    pub shutdown_grace: Option<u64>,
+}
+
+impl Settings {
+    /// Reads a YAML config file.
+    pub fn from_file(path: &Path) -> Result<Settings, Failure> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::Failed(format!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Settings::from_yaml(&text)
+            .map_err(|e| Failure::Failed(format!("invalid config file {}: {e}", path.display())))
+    }
+
+    /// Parses YAML config text; an empty document is no settings.
+    pub fn from_yaml(text: &str) -> Result<Settings, String> {
+        if text.trim().is_empty() {
+            return Ok(Settings::default());
+        }
+        serde_norway::from_str::<Option<Settings>>(text)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| e.to_string())
+    }
+
+    /// What the command line says.
+    pub fn from_cli(cli: &Cli) -> Settings {
+        let nonempty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        Settings {
+            authenticator: cli.authenticator.clone(),
+            token: cli.token.clone(),
+            listeners: nonempty(&cli.listeners),
+            log_level: cli.log_level.clone(),
+            replicator: cli.replicator.clone(),
+            runtime: cli.runtime.clone(),
+            cors_origins: nonempty(&cli.cors_origin),
+            max_line: cli.max_line,
+            max_outbox_bytes: cli.max_outbox_bytes,
+            max_outbox_frames: cli.max_outbox_frames,
+            max_tags: cli.max_tags,
+            max_subscriptions: cli.max_subscriptions,
+            max_connections: cli.max_connections,
+            keepalive: cli.keepalive,
+            sse_keepalive: cli.sse_keepalive,
+            shutdown_grace: cli.shutdown_grace,
+        }
+    }
+
+    /// These settings with every one that `over` has replaced by its.
+    pub fn overlay(self, over: Settings) -> Settings {
+        Settings {
+            authenticator: over.authenticator.or(self.authenticator),
+            token: over.token.or(self.token),
+            listeners: over.listeners.or(self.listeners),
+            log_level: over.log_level.or(self.log_level),
+            replicator: over.replicator.or(self.replicator),
+            runtime: over.runtime.or(self.runtime),
+            cors_origins: over.cors_origins.or(self.cors_origins),
+            max_line: over.max_line.or(self.max_line),
+            max_outbox_bytes: over.max_outbox_bytes.or(self.max_outbox_bytes),
+            max_outbox_frames: over.max_outbox_frames.or(self.max_outbox_frames),
+            max_tags: over.max_tags.or(self.max_tags),
+            max_subscriptions: over.max_subscriptions.or(self.max_subscriptions),
+            max_connections: over.max_connections.or(self.max_connections),
+            keepalive: over.keepalive.or(self.keepalive),
+            sse_keepalive: over.sse_keepalive.or(self.sse_keepalive),
+            shutdown_grace: over.shutdown_grace.or(self.shutdown_grace),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_loads() {
+        let example = include_str!("../../mist.example.yml");
+        let settings = Settings::from_yaml(example).expect("the example config is valid");
+        assert_eq!(settings.listeners.as_ref().map(Vec::len), Some(3));
+        assert_eq!(settings.log_level.as_deref(), Some("info"));
+        assert_eq!(settings.max_line, Some(1_048_576));
+    }
+
+    #[test]
+    fn the_seed_keys_are_understood() {
+        let seed = "authenticator: memory://\nlisteners:\n  - tcp://127.0.0.1:1445\nlog-level: INFO\ntoken: TOKEN\n";
+        let settings = Settings::from_yaml(seed).unwrap();
+        assert_eq!(settings.authenticator.as_deref(), Some("memory://"));
+        assert_eq!(settings.token.as_deref(), Some("TOKEN"));
+    }
+
+    #[test]
+    fn mistakes_are_errors_that_name_the_key_and_line() {
+        let unknown = Settings::from_yaml("log-level: info\nmax-lines: 5\n").unwrap_err();
+        assert!(
+            unknown.contains("unknown field `max-lines`") && unknown.contains("line 2"),
+            "{unknown}"
+        );
+        let wrong = Settings::from_yaml("max-tags: many\n").unwrap_err();
+        assert!(
+            wrong.contains("max-tags") && wrong.contains("line 1"),
+            "{wrong}"
+        );
+        let not_a_list = Settings::from_yaml("listeners: tcp://x:1\n").unwrap_err();
+        assert!(not_a_list.contains("listeners"), "{not_a_list}");
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file_which_wins_over_defaults() {
+        let file = Settings::from_yaml("max-tags: 5\nmax-line: 100\n").unwrap();
+        let flags = Settings {
+            max_tags: Some(7),
+            ..Settings::default()
+        };
+        let merged = file.overlay(flags);
+        assert_eq!(merged.max_tags, Some(7), "the flag");
+        assert_eq!(merged.max_line, Some(100), "the file");
+        assert_eq!(merged.max_subscriptions, None, "the default, decided later");
+    }
+}

@@ -239,3 +239,34 @@ fn a_stalled_subscriber_loses_messages_but_nobody_waits_for_it() {
     publisher.publish(&["flood"], "after");
     assert_eq!(stalled.deliveries(), ["after"]);
 }
+
+#[test]
+fn connections_beyond_the_limit_are_told_and_closed() {
+    let server = Server::start_with(&["--max-connections", "2"]);
+    let mut first = server.connect();
+    first.sync();
+    let mut second = server.connect();
+    second.sync();
+    let mut third = server.connect();
+    let frames = third.until_closed();
+    assert_eq!(
+        frames[0].error.as_deref(),
+        Some("too many connections: the server takes at most 2; try again later")
+    );
+    drop(first);
+    // Room again once a client leaves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut next = server.connect();
+        next.send(Request::new("ping"));
+        let reply = next.recv();
+        if reply.error.is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room after a client left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -234,6 +234,13 @@ impl Hub {
     ) -> Result<(ConnId, Arc<Link>), mist_engine::Error> {
         let link = Arc::new(Link::default());
         let mut state = self.lock();
+        if self.is_stopping() {
+            return Err(mist_engine::Error::ShuttingDown);
+        }
+        if state.engine.at_capacity() {
+            let limit = state.engine.config().max_connections;
+            return Err(mist_engine::Error::TooManyConnections { limit });
+        }
         let conn = match token {
             None => state.engine.handle_connect(),
             Some(token) => state.engine.handle_connect_with_token(token)?,

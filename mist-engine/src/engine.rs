@@ -2,13 +2,14 @@
 
 use crate::access::{Access, Next, Revoked, Role};
 use crate::auth::{AuthError, Change, Grants};
+use crate::extension::{CommandContext, CommandHandler};
 use crate::hash::IdHashSet;
 use crate::index::{Index, Interner, TagId};
 use crate::outbox::{Outbox, Queued};
 use crate::{Config, Error};
 use bytes::Bytes;
 use mist_proto::{encode, Command, ProtoError, Request};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
 /// Names one connection for as long as it is open. Ids of closed connections
@@ -118,6 +119,8 @@ pub struct Engine {
     access: Option<Access>,
     /// Connections whose deferred input can go on.
     ready: Vec<ConnId>,
+    /// Commands registered by an embedder.
+    commands: HashMap<String, CommandHandler>,
 }
 
 impl Engine {
@@ -135,6 +138,7 @@ impl Engine {
             scratch: Vec::new(),
             access: None,
             ready: Vec::new(),
+            commands: HashMap::new(),
         }
     }
 
@@ -172,6 +176,45 @@ impl Engine {
             (Some(access), Some(token)) => access.identify(token).ok_or(Error::BadToken)?,
         };
         Ok(self.connect_as(role))
+    }
+
+    /// Adds a command of the embedder's own. Built-in names are refused.
+    /// See [`crate::extension`].
+    pub fn register_command(
+        &mut self,
+        name: impl Into<String>,
+        handler: CommandHandler,
+    ) -> Result<(), Error> {
+        let name = name.into();
+        if !matches!(Command::from(name.as_str()), Command::Other(_)) {
+            return Err(Error::Custom(format!(
+                "{name} is a built-in command and cannot be replaced"
+            )));
+        }
+        self.commands.insert(name, handler);
+        Ok(())
+    }
+
+    fn custom(&mut self, conn: ConnId, name: &str, request: &Request) -> Result<(), Error> {
+        // Taken out while it runs, so the handler may use the engine freely.
+        let Some(mut handler) = self.commands.remove(name) else {
+            return Err(Error::UnknownCommand);
+        };
+        let outcome = handler(&mut CommandContext { engine: self, conn }, request);
+        self.commands.insert(name.to_string(), handler);
+        outcome
+    }
+
+    pub(crate) fn is_admin(&self, conn: ConnId) -> bool {
+        self.access.is_some() && self.role(conn) == Role::Admin
+    }
+
+    pub(crate) fn queue_reply(&mut self, conn: ConnId, frame: Bytes) {
+        self.reply(conn, frame);
+    }
+
+    pub(crate) fn publish_as(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
+        self.publish(conn, request)
     }
 
     /// Whether [`Config::max_connections`] are open; the caller should
@@ -287,7 +330,7 @@ impl Engine {
             | Command::Set
             | Command::Unset
             | Command::Tags => self.admin(conn, request),
-            Command::Other(_) => Err(Error::UnknownCommand),
+            Command::Other(ref name) => self.custom(conn, name, request),
         }
     }
 

@@ -42,6 +42,8 @@ pub enum Error {
     ShuttingDown,
     /// [`crate::Config::max_connections`] are open already.
     TooManyConnections { limit: usize },
+    /// A custom command's own error, sent as it is.
+    Custom(String),
 }
 
 impl fmt::Display for Error {
@@ -90,6 +92,7 @@ impl fmt::Display for Error {
                 f.write_str("the token was unregistered: the connection is closed")
             }
             Error::ShuttingDown => f.write_str("the server is shutting down"),
+            Error::Custom(message) => f.write_str(message),
             Error::TooManyConnections { limit } => write!(
                 f,
                 "too many connections: the server takes at most {limit}; try again later"

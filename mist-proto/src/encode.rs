@@ -117,6 +117,15 @@ pub fn tags(tags: &[String]) -> Bytes {
     .to_bytes()
 }
 
+/// A plain reply: `{"command":"...","data":"..."}`, for custom commands.
+pub fn reply(command: &str, data: &str) -> Bytes {
+    Frame {
+        data: Some(data),
+        ..Frame::new(command)
+    }
+    .to_bytes()
+}
+
 /// An error reply. `command` and `tags` echo the request that failed (`""`
 /// and `None` when the line could not be decoded at all).
 pub fn error(command: &str, tags: Option<&[String]>, error: &str) -> Bytes {

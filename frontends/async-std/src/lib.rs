@@ -23,8 +23,8 @@ pub mod http;
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use futures::future::select;
-use mist_frontend::listener::{bind_all, ListenerSpec};
-use mist_frontend::{serve_accepted, Error, Hub, ListenerOptions, Transport};
+use mist_frontend::listener::{bind_all, CustomListeners, ListenerSpec};
+use mist_frontend::{serve_accepted, Error, Hub, ListenerOptions, Task, Transport};
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -42,6 +42,7 @@ pub struct Server {
     hub: Arc<Hub>,
     http: ListenerOptions,
     listeners: Vec<(ListenerSpec, std::net::TcpListener)>,
+    custom: Vec<(ListenerSpec, Task)>,
 }
 
 impl Server {
@@ -50,24 +51,35 @@ impl Server {
     pub async fn bind(
         hub: Arc<Hub>,
         uris: &[String],
-        http: ListenerOptions,
+        options: ListenerOptions,
     ) -> Result<Server, Error> {
-        let listeners = bind_all(uris, &SCHEMES, http.keepalive)?;
+        Server::bind_with(hub, uris, options, &CustomListeners::default()).await
+    }
+
+    /// Like [`Server::bind`], with listeners of the embedder's own schemes.
+    pub async fn bind_with(
+        hub: Arc<Hub>,
+        uris: &[String],
+        options: ListenerOptions,
+        custom: &CustomListeners,
+    ) -> Result<Server, Error> {
+        let bound = bind_all(&hub, uris, &SCHEMES, custom, options.keepalive)?;
         hub.set_spawner(|task| {
             task::spawn(task);
         });
         Ok(Server {
             hub,
-            http,
-            listeners,
+            http: options,
+            listeners: bound.tcp,
+            custom: bound.custom,
         })
     }
 
     /// The listeners as bound (port 0 replaced by the port the system chose).
     pub fn listeners(&self) -> Vec<ListenerSpec> {
-        self.listeners
-            .iter()
-            .map(|(spec, _)| spec.clone())
+        let tcp = self.listeners.iter().map(|(spec, _)| spec);
+        tcp.chain(self.custom.iter().map(|(spec, _)| spec))
+            .cloned()
             .collect()
     }
 
@@ -87,6 +99,12 @@ impl Server {
                 )),
                 _ => Box::pin(accept_loop(hub.clone(), Transport::Lines, spec, listener)),
             };
+            loops.push(task::spawn(async move {
+                select(accepting, pin!(hub.stopping())).await;
+            }));
+        }
+        for (_, accepting) in self.custom {
+            let hub = self.hub.clone();
             loops.push(task::spawn(async move {
                 select(accepting, pin!(hub.stopping())).await;
             }));

@@ -143,6 +143,15 @@ impl Hub {
         let _ = self.spawn.set(Box::new(spawn));
     }
 
+    /// Adds a custom command to the engine (see [`mist_engine::extension`]).
+    pub fn register_command(
+        &self,
+        name: impl Into<String>,
+        handler: mist_engine::CommandHandler,
+    ) -> Result<(), mist_engine::Error> {
+        self.lock().engine.register_command(name, handler)
+    }
+
     /// The longest line a client may send, in bytes.
     pub fn max_line(&self) -> usize {
         self.max_line

@@ -34,7 +34,7 @@ pub use accepted::{is_disconnect, serve_accepted, Transport};
 pub use connection::{serve, Inbound, Outbound, Session};
 pub use error::Error;
 pub use http_service::HttpService;
-pub use hub::{Hub, Snapshot, Via};
+pub use hub::{Hub, Snapshot, Task, Via};
 pub use options::ListenerOptions;
 pub use runtime::Runtime;
 pub use token::{refusal_text, request_token};

@@ -1,10 +1,13 @@
 //! Listener URIs: `scheme://host:port`, as the original mist takes them.
 
-use crate::Error;
+use crate::hub::Task;
+use crate::{Error, Hub};
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Unanswered keepalive probes before the kernel gives up on a peer.
@@ -29,6 +32,9 @@ impl fmt::Display for ListenerSpec {
         write!(f, "{}://{}", self.scheme, self.address)
     }
 }
+
+/// The schemes whose address is `host:port` on the network.
+const NETWORK_SCHEMES: [&str; 3] = ["tcp", "http", "ws"];
 
 /// The listeners the original mist starts when given none.
 pub const DEFAULT_LISTENERS: [&str; 3] = [
@@ -67,6 +73,17 @@ impl ListenerSpec {
         {
             return Err(invalid("the scheme must be a word such as tcp, http or ws"));
         }
+        let scheme = scheme.to_ascii_lowercase();
+        if !NETWORK_SCHEMES.contains(&scheme.as_str()) {
+            // A custom scheme's address is its own business (a socket path, say).
+            if address.is_empty() {
+                return Err(invalid("an address is required after the scheme"));
+            }
+            return Ok(ListenerSpec {
+                scheme,
+                address: rest.to_string(),
+            });
+        }
         let (host, port) = address
             .rsplit_once(':')
             .ok_or_else(|| invalid("a port is required, e.g. tcp://127.0.0.1:1445"))?;
@@ -76,7 +93,7 @@ impl ListenerSpec {
         port.parse::<u16>()
             .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
         Ok(ListenerSpec {
-            scheme: scheme.to_ascii_lowercase(),
+            scheme,
             address: address.to_string(),
         })
     }
@@ -128,25 +145,69 @@ pub fn bind_tcp(spec: &ListenerSpec, keepalive: Option<Duration>) -> Result<TcpL
     Ok(socket.into())
 }
 
-/// Binds every listener of a supported scheme, in order, logging each; others
-/// are skipped with a logged error. Fails if a listener cannot be bound or if
-/// none is left.
-pub fn bind_all(
-    uris: &[String],
-    supported: &[&str],
-    keepalive: Option<Duration>,
-) -> Result<Vec<(ListenerSpec, TcpListener)>, Error> {
-    let mut listeners = Vec::new();
-    for spec in plan(uris, supported)? {
-        let listener = bind_tcp(&spec, keepalive)?;
-        let bound = spec.bound_to(&listener);
-        log::info!("listening on {bound}");
-        listeners.push((bound, listener));
+/// A listener of the embedder's own, for a scheme of its own: given the hub
+/// and the listener's URI, it binds (or fails with a clear error) and returns
+/// the task that accepts clients, typically calling [`crate::serve`] for each
+/// on the runtime it was written for.
+pub type CustomListener = Arc<dyn Fn(Arc<Hub>, ListenerSpec) -> Result<Task, Error> + Send + Sync>;
+
+/// Custom listeners by scheme, for a runtime frontend's `bind_with`.
+#[derive(Clone, Default)]
+pub struct CustomListeners {
+    by_scheme: HashMap<String, CustomListener>,
+}
+
+impl CustomListeners {
+    /// Serves URIs of `scheme` with `listener`.
+    pub fn register(
+        &mut self,
+        scheme: &str,
+        listener: impl Fn(Arc<Hub>, ListenerSpec) -> Result<Task, Error> + Send + Sync + 'static,
+    ) {
+        self.by_scheme
+            .insert(scheme.to_ascii_lowercase(), Arc::new(listener));
     }
-    if listeners.is_empty() {
+}
+
+/// What a runtime frontend starts: its own TCP listeners, and the tasks of
+/// custom ones.
+pub struct Bound {
+    pub tcp: Vec<(ListenerSpec, TcpListener)>,
+    pub custom: Vec<(ListenerSpec, Task)>,
+}
+
+/// Binds every listener of a scheme the runtime serves (`builtin`) or a
+/// custom one, in order, logging each; others are skipped with a logged
+/// error. Fails if a listener cannot be bound or if none is left.
+pub fn bind_all(
+    hub: &Arc<Hub>,
+    uris: &[String],
+    builtin: &[&str],
+    custom: &CustomListeners,
+    keepalive: Option<Duration>,
+) -> Result<Bound, Error> {
+    let mut supported: Vec<&str> = builtin.to_vec();
+    supported.extend(custom.by_scheme.keys().map(String::as_str));
+    let mut bound = Bound {
+        tcp: Vec::new(),
+        custom: Vec::new(),
+    };
+    for spec in plan(uris, &supported)? {
+        if let Some(listener) = custom.by_scheme.get(&spec.scheme) {
+            let task = listener(hub.clone(), spec.clone())?;
+            log::info!("listening on {spec}");
+            bound.custom.push((spec, task));
+            continue;
+        }
+        let listener = bind_tcp(&spec, keepalive)?;
+        let spec = spec.bound_to(&listener);
+        log::info!("listening on {spec}");
+        bound.tcp.push((spec, listener));
+    }
+    if bound.tcp.is_empty() && bound.custom.is_empty() {
         return Err(Error::NoListeners);
     }
-    Ok(listeners)
+    Ok(bound)
 }
 
 /// Splits command-line values that may each hold several comma-separated URIs.

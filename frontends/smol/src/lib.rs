@@ -16,8 +16,10 @@
 //! # Ok::<_, mist_frontend::Error>(())
 //! ```
 
-use mist_frontend::listener::{bind_all, ListenerSpec};
-use mist_frontend::{serve_accepted, Error, HttpService, Hub, ListenerOptions, Runtime, Transport};
+use mist_frontend::listener::{bind_all, CustomListeners, ListenerSpec};
+use mist_frontend::{
+    serve_accepted, Error, HttpService, Hub, ListenerOptions, Runtime, Task, Transport,
+};
 use smol::net::{TcpListener, TcpStream};
 use smol::{future, Executor, Timer};
 use std::future::Future;
@@ -38,25 +40,37 @@ pub struct Server {
     hub: Arc<Hub>,
     http: ListenerOptions,
     listeners: Vec<(ListenerSpec, std::net::TcpListener)>,
+    custom: Vec<(ListenerSpec, Task)>,
 }
 
 impl Server {
     /// Binds every listener of a supported scheme; others are skipped with a
     /// logged error. Fails if a listener cannot be bound or none is left.
-    pub fn bind(hub: Arc<Hub>, uris: &[String], http: ListenerOptions) -> Result<Server, Error> {
-        let listeners = bind_all(uris, &SCHEMES, http.keepalive)?;
+    pub fn bind(hub: Arc<Hub>, uris: &[String], options: ListenerOptions) -> Result<Server, Error> {
+        Server::bind_with(hub, uris, options, &CustomListeners::default())
+    }
+
+    /// Like [`Server::bind`], with listeners of the embedder's own schemes.
+    pub fn bind_with(
+        hub: Arc<Hub>,
+        uris: &[String],
+        options: ListenerOptions,
+        custom: &CustomListeners,
+    ) -> Result<Server, Error> {
+        let bound = bind_all(&hub, uris, &SCHEMES, custom, options.keepalive)?;
         Ok(Server {
             hub,
-            http,
-            listeners,
+            http: options,
+            listeners: bound.tcp,
+            custom: bound.custom,
         })
     }
 
     /// The listeners as bound (port 0 replaced by the port the system chose).
     pub fn listeners(&self) -> Vec<ListenerSpec> {
-        self.listeners
-            .iter()
-            .map(|(spec, _)| spec.clone())
+        let tcp = self.listeners.iter().map(|(spec, _)| spec);
+        tcp.chain(self.custom.iter().map(|(spec, _)| spec))
+            .cloned()
             .collect()
     }
 
@@ -108,6 +122,9 @@ impl Server {
                 )),
             };
             loops.push(accepting);
+        }
+        for (_, accepting) in self.custom {
+            loops.push(executor.spawn(accepting));
         }
         let hub = self.hub.clone();
         future::block_on(executor.run(async {

@@ -23,6 +23,8 @@
 //! assert!(registry.open("nosuch://").is_err());
 //! ```
 
+#![warn(missing_docs)]
+
 mod memory;
 mod postgres;
 mod registry;

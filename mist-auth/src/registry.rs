@@ -10,6 +10,7 @@ use std::sync::Arc;
 /// into the parts authenticators use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uri {
+    /// `memory`, `scribble`, `postgres`, or a custom one; lower case.
     pub scheme: String,
     /// Everything between `://` and `?`.
     pub authority: String,
@@ -18,6 +19,7 @@ pub struct Uri {
 }
 
 impl Uri {
+    /// Splits an authenticator URI; it must have a `scheme://`.
     pub fn parse(uri: &str) -> Result<Uri, AuthError> {
         let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
             AuthError(format!(

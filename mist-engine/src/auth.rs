@@ -69,19 +69,30 @@ pub trait Authenticator: Send + Sync {
 /// An admin change, on its way to the authenticator.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Change {
+    /// A new token with its tags.
     Register {
+        /// The new token.
         token: String,
+        /// The tags it may use.
         tags: BTreeSet<String>,
     },
+    /// A token removed, with its tags.
     Unregister {
+        /// The token to remove.
         token: String,
     },
+    /// Tags added to a token.
     Set {
+        /// The token.
         token: String,
+        /// The tags to add.
         tags: BTreeSet<String>,
     },
+    /// Tags removed from a token.
     Unset {
+        /// The token.
         token: String,
+        /// The tags to remove.
         tags: BTreeSet<String>,
     },
 }

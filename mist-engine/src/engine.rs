@@ -52,7 +52,12 @@ pub enum Output {
     /// An admin change to store with the authenticator ([`Change::apply`]),
     /// outside the engine; report the outcome with [`Engine::handle_persisted`].
     /// One change is out at a time.
-    Persist { id: u64, change: Change },
+    Persist {
+        /// Names this change in [`Engine::handle_persisted`].
+        id: u64,
+        /// What to store.
+        change: Change,
+    },
 }
 
 /// Counters over the engine's whole life, and its current size.

@@ -11,11 +11,20 @@ pub enum Error {
     /// The command is not one mist knows (the original mist's wording).
     UnknownCommand,
     /// The command needs a non-empty `tags` list.
-    MissingTags { command: &'static str },
+    MissingTags {
+        /// The command that needs them.
+        command: &'static str,
+    },
     /// More tags than [`crate::Config::max_tags`].
-    TooManyTags { limit: usize },
+    TooManyTags {
+        /// The most allowed.
+        limit: usize,
+    },
     /// The connection already holds [`crate::Config::max_subscriptions`].
-    TooManySubscriptions { limit: usize },
+    TooManySubscriptions {
+        /// The most allowed.
+        limit: usize,
+    },
     /// The server wants a token before anything else.
     AuthRequired,
     /// The token given is neither the server token nor a registered one.
@@ -23,11 +32,17 @@ pub enum Error {
     /// A connection keeps the token it authenticated with.
     AlreadyAuthenticated,
     /// The token was not granted these tags.
-    PermissionDenied { denied: Vec<String> },
+    PermissionDenied {
+        /// The tags the token may not use, sorted.
+        denied: Vec<String>,
+    },
     /// Admin commands need the server token.
     AdminOnly,
     /// An admin command without the token it is about in `data`.
-    MissingToken { command: &'static str },
+    MissingToken {
+        /// The admin command that needs it.
+        command: &'static str,
+    },
     /// `register` of a token that exists already.
     TokenExists,
     /// A change to a token that is not registered.
@@ -37,11 +52,17 @@ pub enum Error {
     /// The connection's token was unregistered.
     TokenRevoked,
     /// Tags were taken from the connection's token; this subscription used them.
-    PermissionRevoked { tags: Vec<String> },
+    PermissionRevoked {
+        /// The revoked tags the subscription used.
+        tags: Vec<String>,
+    },
     /// The server is shutting down and takes no new connections.
     ShuttingDown,
     /// [`crate::Config::max_connections`] are open already.
-    TooManyConnections { limit: usize },
+    TooManyConnections {
+        /// The most allowed.
+        limit: usize,
+    },
     /// A custom command's own error, sent as it is.
     Custom(String),
 }

@@ -78,6 +78,8 @@
 //! );
 //! ```
 
+#![warn(missing_docs)]
+
 mod access;
 pub mod auth;
 mod config;

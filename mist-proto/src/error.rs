@@ -8,17 +8,29 @@ use std::fmt;
 pub enum ProtoError {
     /// The line grew past the configured limit; its bytes were discarded up to
     /// and including the next newline.
-    LineTooLong { limit: usize },
+    LineTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The line is not UTF-8 (JSON must be). `valid_up_to` is the offset of the
     /// first bad byte within the line.
-    InvalidUtf8 { valid_up_to: usize },
+    InvalidUtf8 {
+        /// Offset of the first bad byte within the line.
+        valid_up_to: usize,
+    },
     /// The line is not well-formed JSON.
-    InvalidJson { detail: String },
+    InvalidJson {
+        /// What the JSON parser said, with the column.
+        detail: String,
+    },
     /// The line is JSON, but not an object.
     NotAnObject,
     /// The line is a JSON object whose fields do not fit the protocol
     /// (a missing `command`, a field of the wrong type, ...).
-    InvalidMessage { detail: String },
+    InvalidMessage {
+        /// What does not fit, with the column.
+        detail: String,
+    },
     /// A message-based transport (WebSocket) delivered binary data; mist
     /// messages are JSON text.
     BinaryFrame,

@@ -28,6 +28,8 @@
 //! assert_eq!(commands, ["ping", "list"]);
 //! ```
 
+#![warn(missing_docs)]
+
 mod decoder;
 pub mod encode;
 mod error;

@@ -11,9 +11,12 @@ use std::fmt;
 /// original mist. A JSON `null` counts as absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
+    /// What to do.
     pub command: Command,
+    /// The tags it is about; a set, order and duplicates do not matter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// The payload of a publish, or the token of `auth` and admin commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Data>,
 }
@@ -55,8 +58,10 @@ impl Request {
 /// The body of a publish made over HTTP: `{"tags": [...], "data": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Publication {
+    /// The message's tags.
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// The message's data.
     #[serde(default)]
     pub data: Option<Data>,
 }
@@ -76,10 +81,15 @@ impl Publication {
 /// anything else is kept by name, so that it can be echoed in the error reply.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Command {
+    /// Answer `pong`.
     Ping,
+    /// Add a subscription.
     Subscribe,
+    /// Remove a subscription.
     Unsubscribe,
+    /// Deliver a message to every matching subscriber.
     Publish,
+    /// Show this connection's subscriptions.
     List,
     /// Authenticate with the token in `data` (the first message on TCP).
     Auth,
@@ -98,6 +108,7 @@ pub enum Command {
     /// Every subscribed tag set across all connections (admin-only when
     /// authentication is on).
     Listall,
+    /// Anything else: a custom command, or an unknown one.
     Other(String),
 }
 
@@ -266,11 +277,15 @@ impl<'de> Deserialize<'de> for Data {
 /// string in a shape that survives tags containing `,` or ` `.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Message {
+    /// The command replied to, or `publish` for a delivery.
     pub command: String,
+    /// A delivery's tags, or those of the command replied to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// A delivery's data, or a reply's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// In a `list` or `listall` reply: the subscriptions as tag lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<Vec<Vec<String>>>,
     /// In a `who` reply: connections open.
@@ -279,6 +294,7 @@ pub struct Message {
     /// In a `who` reply: connections holding at least one subscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscribers: Option<usize>,
+    /// Why the command failed; absent on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

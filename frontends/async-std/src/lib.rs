@@ -18,6 +18,8 @@
 //! });
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod http;
 
 use async_std::net::{TcpListener, TcpStream};

@@ -55,6 +55,18 @@ pub trait Outbound: Send {
 
 /// Serves one client over a byte stream until it disconnects or the socket
 /// fails. See [`Session::run`].
+///
+/// ```
+/// use futures::io::Cursor;
+/// use mist_frontend::{serve, Hub};
+/// use std::sync::Arc;
+///
+/// let hub = Arc::new(Hub::new(Default::default(), 1024));
+/// let input = Cursor::new(b"{\"command\":\"ping\"}\n".to_vec());
+/// let mut output = Cursor::new(Vec::new());
+/// futures::executor::block_on(serve(&hub, input, &mut output)).unwrap();
+/// assert_eq!(output.into_inner(), b"{\"command\":\"ping\",\"data\":\"pong\"}\n");
+/// ```
 pub async fn serve<R, W>(hub: &Arc<Hub>, reader: R, writer: W) -> io::Result<()>
 where
     R: AsyncRead + Unpin + Send,

@@ -7,9 +7,19 @@ use std::io;
 #[derive(Debug)]
 pub enum Error {
     /// A listener URI could not be understood.
-    InvalidListener { uri: String, reason: String },
+    InvalidListener {
+        /// The URI as given.
+        uri: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A listener could not be bound (port in use, address not local, ...).
-    Bind { uri: String, source: io::Error },
+    Bind {
+        /// The listener's URI.
+        uri: String,
+        /// The system's reason.
+        source: io::Error,
+    },
     /// None of the requested listeners could be started.
     NoListeners,
 }

@@ -42,6 +42,7 @@ pub struct HttpService<R> {
 }
 
 impl<R: Runtime> HttpService<R> {
+    /// The endpoints of `hub`, with `runtime` for what outlives a request.
     pub fn new(hub: Arc<Hub>, options: ListenerOptions, runtime: R) -> HttpService<R> {
         HttpService {
             hub,

@@ -44,6 +44,7 @@ pub enum Via {
 }
 
 impl Via {
+    /// Every transport, in the order stats list them.
     pub const ALL: [Via; 4] = [Via::Tcp, Via::WebSocket, Via::Sse, Via::Http];
 
     /// The transport's name in stats and metrics.
@@ -90,6 +91,17 @@ struct Effects {
 /// outputs and releases the lock before acting on them (waking writers,
 /// storing admin changes with the authenticator), so no task ever does IO, or
 /// even a wake-up, while holding it.
+///
+/// ```
+/// use mist_frontend::Hub;
+/// use std::sync::Arc;
+///
+/// let hub = Arc::new(Hub::new(Default::default(), 1024 * 1024));
+/// assert_eq!(hub.stats().connections, 0);
+/// // Runtime frontends serve connections on it; see `serve` and `Session`.
+/// hub.shut_down();
+/// assert!(hub.is_stopping());
+/// ```
 pub struct Hub {
     state: Mutex<State>,
     max_line: usize,

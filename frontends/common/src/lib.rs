@@ -17,6 +17,8 @@
 //!   WebSocket upgrade) over `http-types`, whatever server carries them.
 //! - [`listener`] parses and vets listener URIs such as `tcp://127.0.0.1:1445`.
 
+#![warn(missing_docs)]
+
 mod accepted;
 mod connection;
 mod error;

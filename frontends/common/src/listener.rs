@@ -56,7 +56,16 @@ impl ListenerSpec {
         }
     }
 
-    /// Parses `scheme://host:port` (a trailing `/` is allowed).
+    /// Parses `scheme://host:port` (a trailing `/` is allowed); a custom
+    /// scheme's address may be anything, such as a socket path.
+    ///
+    /// ```
+    /// use mist_frontend::listener::ListenerSpec;
+    ///
+    /// let spec = ListenerSpec::parse("tcp://127.0.0.1:1445").unwrap();
+    /// assert_eq!((spec.scheme.as_str(), spec.address.as_str()), ("tcp", "127.0.0.1:1445"));
+    /// assert!(ListenerSpec::parse("tcp://127.0.0.1").is_err(), "a port is required");
+    /// ```
     pub fn parse(uri: &str) -> Result<ListenerSpec, Error> {
         let invalid = |reason: &str| Error::InvalidListener {
             uri: uri.to_string(),
@@ -172,7 +181,9 @@ impl CustomListeners {
 /// What a runtime frontend starts: its own TCP listeners, and the tasks of
 /// custom ones.
 pub struct Bound {
+    /// The runtime's own listeners, bound, for it to accept on.
     pub tcp: Vec<(ListenerSpec, TcpListener)>,
+    /// Custom listeners' accept tasks, for it to run.
     pub custom: Vec<(ListenerSpec, Task)>,
 }
 

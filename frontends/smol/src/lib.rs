@@ -16,6 +16,8 @@
 //! # Ok::<_, mist_frontend::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 use mist_frontend::listener::{bind_all, CustomListeners, ListenerSpec};
 use mist_frontend::{
     serve_accepted, Error, HttpService, Hub, ListenerOptions, Runtime, Task, Transport,

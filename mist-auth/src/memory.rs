@@ -5,6 +5,16 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Keeps tokens in memory; they last as long as the server process.
+///
+/// ```
+/// use mist_auth::{Authenticator, MemoryAuthenticator};
+///
+/// let auth = MemoryAuthenticator::default();
+/// futures::executor::block_on(async {
+///     auth.register("t", &["a".to_string()].into()).await.unwrap();
+///     assert_eq!(auth.load().await.unwrap().len(), 1);
+/// });
+/// ```
 #[derive(Default)]
 pub struct MemoryAuthenticator {
     tokens: Mutex<Grants>,

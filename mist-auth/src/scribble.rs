@@ -37,6 +37,16 @@ pub struct ScribbleAuthenticator {
 
 impl ScribbleAuthenticator {
     /// Opens (creating if needed) the database in `db`.
+    ///
+    /// ```
+    /// use mist_auth::{Authenticator, ScribbleAuthenticator};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("mist-doc-{}", std::process::id()));
+    /// let auth = ScribbleAuthenticator::open(&dir).unwrap();
+    /// futures::executor::block_on(auth.register("../t", &["a".to_string()].into())).unwrap();
+    /// assert!(dir.join("tokens/%2E%2E%2Ft.json").exists(), "names are encoded");
+    /// # std::fs::remove_dir_all(dir).unwrap();
+    /// ```
     pub fn open(db: &Path) -> Result<ScribbleAuthenticator, AuthError> {
         let tokens = db.join("tokens");
         fs::create_dir_all(&tokens).map_err(|e| {

@@ -149,6 +149,17 @@ impl Engine {
 
     /// An engine that wants a token from every client: `server_token` is the
     /// admin's, `grants` the registered tokens as the authenticator loaded them.
+    ///
+    /// ```
+    /// use mist_engine::auth::Grants;
+    /// use mist_engine::{Config, Engine};
+    ///
+    /// let mut grants = Grants::new();
+    /// grants.insert("reader".into(), ["news".to_string()].into());
+    /// let mut engine = Engine::secured(Config::default(), "admin".into(), grants);
+    /// assert!(engine.handle_connect_with_token(Some("reader")).is_ok());
+    /// assert!(engine.handle_connect_with_token(Some("guess")).is_err());
+    /// ```
     pub fn secured(config: Config, server_token: String, grants: Grants) -> Engine {
         Engine {
             access: Some(Access::new(server_token, grants)),

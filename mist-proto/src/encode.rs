@@ -48,6 +48,13 @@ impl Frame<'_> {
 
 /// A delivered message: `{"command":"publish","tags":[...],"data":"..."}`.
 ///
+/// ```
+/// use mist_proto::{encode, Data};
+///
+/// let frame = encode::publish(&["news".to_string()], Some(&Data::new("hi")));
+/// assert_eq!(&frame[..], b"{\"command\":\"publish\",\"tags\":[\"news\"],\"data\":\"hi\"}\n");
+/// ```
+///
 /// Tags are sent as the publisher wrote them, and the data as the literal it
 /// sent (`""` when it sent none). Built in one allocation of the right size.
 pub fn publish(tags: &[String], data: Option<&Data>) -> Bytes {

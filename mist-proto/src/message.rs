@@ -9,6 +9,13 @@ use std::fmt;
 ///
 /// `tags` and `data` are optional and unknown fields are ignored, as in the
 /// original mist. A JSON `null` counts as absent.
+///
+/// ```
+/// use mist_proto::Request;
+///
+/// let line = Request::new("publish").tags(["a", "b"]).data("hi").to_line();
+/// assert_eq!(line, b"{\"command\":\"publish\",\"tags\":[\"a\",\"b\"],\"data\":\"hi\"}\n");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// What to do.
@@ -79,6 +86,13 @@ impl Publication {
 
 /// A request's command. The built-in ones are told apart without allocating;
 /// anything else is kept by name, so that it can be echoed in the error reply.
+///
+/// ```
+/// use mist_proto::Command;
+///
+/// assert_eq!(Command::from("ping"), Command::Ping);
+/// assert_eq!(Command::from("shout").as_str(), "shout");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Command {
     /// Answer `pong`.
@@ -198,6 +212,14 @@ impl<'de> Deserialize<'de> for Command {
 
 /// A message's data, kept as the JSON string literal the client sent.
 ///
+/// ```
+/// use mist_proto::Data;
+///
+/// let data = Data::new("two\nlines");
+/// assert_eq!(data.json(), r#""two\nlines""#);
+/// assert_eq!(data.to_text(), "two\nlines");
+/// ```
+///
 /// A published message is forwarded with its data exactly as written, so the
 /// server never unescapes and re-escapes it. The literal was validated by the
 /// JSON parser, so it cannot contain a raw newline or break the framing.
@@ -271,6 +293,14 @@ impl<'de> Deserialize<'de> for Data {
 }
 
 /// A frame sent by the server: a reply to a command or a delivered publish.
+///
+/// ```
+/// use mist_proto::Message;
+///
+/// let frame: Message = serde_json::from_str(r#"{"command":"ping","data":"pong"}"#).unwrap();
+/// assert_eq!(frame.data.as_deref(), Some("pong"));
+/// assert!(frame.error.is_none());
+/// ```
 ///
 /// Every frame has a `command`. A reply that reports a failure has `error`.
 /// A `list` reply carries `subscriptions`, the same information as its `data`

@@ -160,7 +160,15 @@ pub fn bind_tcp(spec: &ListenerSpec, keepalive: Option<Duration>) -> Result<TcpL
 /// on the runtime it was written for.
 pub type CustomListener = Arc<dyn Fn(Arc<Hub>, ListenerSpec) -> Result<Task, Error> + Send + Sync>;
 
-/// Custom listeners by scheme, for a runtime frontend's `bind_with`.
+/// Custom listeners by scheme, for a runtime frontend's `bind_with`; see
+/// `examples/custom_listener.rs` for one that serves a Unix socket.
+///
+/// ```
+/// use mist_frontend::listener::CustomListeners;
+///
+/// let mut custom = CustomListeners::default();
+/// custom.register("nowhere", |_hub, _spec| Ok(Box::pin(async {})));
+/// ```
 #[derive(Clone, Default)]
 pub struct CustomListeners {
     by_scheme: HashMap<String, CustomListener>,

@@ -70,3 +70,47 @@ fn keepalive_on_async_std() {
 fn keepalive_on_smol() {
     keepalive_is_on_by_default_and_can_be_turned_off("smol");
 }
+
+/// A WebSocket client that answers the server's pings stays; one that sends
+/// nothing at all for two ping intervals is closed.
+fn websocket_pings(runtime: &str, transport: Transport) {
+    let server = Server::start_on(runtime, &["--ws-keepalive", "1"]);
+    let mut lively = server.client(transport);
+    let mut silent = server.client(transport);
+    silent.sync();
+    // The lively client reads (and so answers pings) for three intervals.
+    let until = std::time::Instant::now() + Duration::from_millis(3500);
+    while std::time::Instant::now() < until {
+        assert!(lively.try_recv(Duration::from_millis(200)).is_none());
+    }
+    assert_eq!(lively.sync(), [], "still connected");
+    // A busy subscriber that only reads is pinged all the same, answers, and
+    // stays: deliveries going out do not prove the client is there.
+    let mut busy = server.client(transport);
+    busy.subscribe(&["busy"]);
+    let mut publisher = server.client(Transport::Tcp);
+    let mut received = 0;
+    for i in 0..35 {
+        publisher.publish(&["busy"], &i.to_string());
+        while busy.try_recv(Duration::from_millis(100)).is_some() {
+            received += 1;
+        }
+    }
+    assert_eq!(received, 35);
+    assert_eq!(busy.sync(), [], "the busy subscriber is still connected");
+    // The silent one read nothing meanwhile: the server has closed it.
+    let frames = silent.until_closed();
+    assert!(frames.is_empty(), "{frames:?}");
+}
+
+#[test]
+fn websocket_pings_on_async_std() {
+    websocket_pings("async-std", Transport::Ws);
+    websocket_pings("async-std", Transport::HttpWs);
+}
+
+#[test]
+fn websocket_pings_on_smol() {
+    websocket_pings("smol", Transport::Ws);
+    websocket_pings("smol", Transport::HttpWs);
+}

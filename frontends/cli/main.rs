@@ -70,6 +70,12 @@ struct Cli {
     #[argh(option)]
     keepalive: Option<u64>,
 
+    /// seconds between server pings to WebSocket clients; one that sends
+    /// nothing, not even the pong, for twice that long is closed (0 turns it
+    /// off; default: 30)
+    #[argh(option)]
+    ws_keepalive: Option<u64>,
+
     /// replication to other mist servers: accepted for compatibility with
     /// the original's flags, but not available yet (setting it is an error)
     #[argh(option)]

@@ -31,12 +31,14 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         )));
     }
     let defaults = ListenerOptions::default();
+    let seconds_or_off = |value: Option<u64>, default: Option<Duration>| match value {
+        Some(0) => None,
+        Some(seconds) => Some(Duration::from_secs(seconds)),
+        None => default,
+    };
     let listener_options = ListenerOptions {
-        keepalive: match settings.keepalive {
-            Some(0) => None,
-            Some(seconds) => Some(Duration::from_secs(seconds)),
-            None => defaults.keepalive,
-        },
+        keepalive: seconds_or_off(settings.keepalive, defaults.keepalive),
+        ws_keepalive: seconds_or_off(settings.ws_keepalive, defaults.ws_keepalive),
         allowed_origins: settings
             .cors_origins
             .clone()

@@ -27,6 +27,7 @@ pub struct Settings {
     pub max_subscriptions: Option<usize>,
     pub max_connections: Option<usize>,
     pub keepalive: Option<u64>,
+    pub ws_keepalive: Option<u64>,
     pub sse_keepalive: Option<u64>,
     pub shutdown_grace: Option<u64>,
 }
@@ -72,6 +73,7 @@ impl Settings {
             max_subscriptions: cli.max_subscriptions,
             max_connections: cli.max_connections,
             keepalive: cli.keepalive,
+            ws_keepalive: cli.ws_keepalive,
             sse_keepalive: cli.sse_keepalive,
             shutdown_grace: cli.shutdown_grace,
         }
@@ -94,6 +96,7 @@ impl Settings {
             max_subscriptions: over.max_subscriptions.or(self.max_subscriptions),
             max_connections: over.max_connections.or(self.max_connections),
             keepalive: over.keepalive.or(self.keepalive),
+            ws_keepalive: over.ws_keepalive.or(self.ws_keepalive),
             sse_keepalive: over.sse_keepalive.or(self.sse_keepalive),
             shutdown_grace: over.shutdown_grace.or(self.shutdown_grace),
         }

@@ -25,8 +25,9 @@ pub mod http;
 use async_std::net::{TcpListener, TcpStream};
 use async_std::task;
 use futures::future::select;
+use http::AsyncStd;
 use mist_frontend::listener::{bind_all, CustomListeners, ListenerSpec};
-use mist_frontend::{serve_accepted, Error, Hub, ListenerOptions, Task, Transport};
+use mist_frontend::{serve_accepted, Error, Hub, ListenerOptions, Pinger, Task, Transport};
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -89,6 +90,10 @@ impl Server {
     /// waits up to `grace` for the open connections to flush and close.
     pub async fn run(self, grace: Duration) {
         let mut loops = Vec::new();
+        let pinger = self.http.ws_keepalive.map(|every| Pinger {
+            runtime: AsyncStd,
+            every,
+        });
         for (spec, listener) in self.listeners {
             let hub = self.hub.clone();
             let accepting: Pin<Box<dyn Future<Output = ()> + Send>> = match spec.scheme.as_str() {
@@ -98,8 +103,15 @@ impl Server {
                     Transport::WebSocket,
                     spec,
                     listener,
+                    pinger.clone(),
                 )),
-                _ => Box::pin(accept_loop(hub.clone(), Transport::Lines, spec, listener)),
+                _ => Box::pin(accept_loop(
+                    hub.clone(),
+                    Transport::Lines,
+                    spec,
+                    listener,
+                    None,
+                )),
             };
             loops.push(task::spawn(async move {
                 select(accepting, pin!(hub.stopping())).await;
@@ -125,13 +137,20 @@ async fn accept_loop(
     transport: Transport,
     spec: ListenerSpec,
     listener: std::net::TcpListener,
+    pinger: Option<Pinger<AsyncStd>>,
 ) {
     let listener = TcpListener::from(listener);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 nodelay(&stream);
-                task::spawn(serve_accepted(hub.clone(), transport, stream, peer));
+                task::spawn(serve_accepted(
+                    hub.clone(),
+                    transport,
+                    stream,
+                    peer,
+                    pinger.clone(),
+                ));
             }
             Err(e) => {
                 log::error!("accepting on {spec} failed: {e}; retrying shortly");

@@ -1,6 +1,6 @@
 //! What every runtime does with a socket its listener accepted.
 
-use crate::{accept_websocket, serve, Hub};
+use crate::{accept_websocket, serve, Hub, Pinger, Runtime};
 use futures::io::{AsyncRead, AsyncWrite};
 use std::io;
 use std::net::SocketAddr;
@@ -17,14 +17,21 @@ pub enum Transport {
 
 /// Serves one accepted socket until the client leaves, logging its life at
 /// debug level. An ordinary disconnect is never logged as an error.
-pub async fn serve_accepted<S>(hub: Arc<Hub>, transport: Transport, stream: S, peer: SocketAddr)
-where
+/// A WebSocket client is pinged as `pinger` says.
+pub async fn serve_accepted<S, R>(
+    hub: Arc<Hub>,
+    transport: Transport,
+    stream: S,
+    peer: SocketAddr,
+    pinger: Option<Pinger<R>>,
+) where
     S: AsyncRead + AsyncWrite + Clone + Unpin + Send,
+    R: Runtime,
 {
     log::debug!("{peer} connected ({transport:?})");
     let outcome = match transport {
         Transport::Lines => serve(&hub, stream.clone(), stream).await,
-        Transport::WebSocket => accept_websocket(&hub, stream).await,
+        Transport::WebSocket => accept_websocket(&hub, stream, pinger).await,
     };
     match outcome {
         Ok(()) => log::debug!("{peer} disconnected"),
@@ -41,5 +48,6 @@ pub fn is_disconnect(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::TimedOut
     )
 }

@@ -46,6 +46,12 @@ pub trait Outbound: Send {
         frames: &'a VecDeque<Bytes>,
     ) -> impl Future<Output = io::Result<()>> + Send + 'a;
 
+    /// Resolves when the transport wants to send something of its own while
+    /// nothing is queued (a WebSocket ping); never, by default.
+    fn idle(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        futures::future::pending()
+    }
+
     /// Ends the stream once the client stopped sending and everything queued
     /// was sent (a WebSocket sends its close frame here).
     fn finish(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_ {
@@ -207,8 +213,10 @@ async fn write_loop(session: &Session, mut outbound: impl Outbound) -> io::Resul
             batch.clear();
         } else if closing || link.input_done.load(Ordering::Acquire) {
             return outbound.finish().await;
-        } else {
-            link.outbox_ready.wait().await;
+        } else if let Either::Right((idle, _)) =
+            select(pin!(link.outbox_ready.wait()), pin!(outbound.idle())).await
+        {
+            idle?;
         }
     }
 }

@@ -15,7 +15,7 @@
 use crate::hub::Via;
 use crate::{
     is_disconnect, refusal_text, request_token, serve_websocket, Hub, Inbound, ListenerOptions,
-    Outbound, Runtime, Session,
+    Outbound, Pinger, Runtime, Session,
 };
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use bytes::Bytes;
@@ -210,6 +210,15 @@ impl<R: Runtime> HttpService<R> {
         }
     }
 
+    /// The pings for a WebSocket client, if they are on.
+    pub fn pinger(&self) -> Option<Pinger<R>> {
+        let every = self.options.ws_keepalive?;
+        Some(Pinger {
+            runtime: self.runtime.clone(),
+            every,
+        })
+    }
+
     /// A session for the request's client, or the 401 that refuses it.
     fn session(
         &self,
@@ -345,9 +354,10 @@ impl<R: Runtime> HttpService<R> {
         response.insert_header("Connection", "Upgrade");
         response.insert_header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
         let upgraded = response.recv_upgrade().await;
+        let pinger = self.pinger();
         self.runtime.spawn(async move {
             if let Some(socket) = upgraded.await {
-                match serve_websocket(session, socket).await {
+                match serve_websocket(session, socket, pinger).await {
                     Err(e) if !is_disconnect(&e) => {
                         log::warn!("a WebSocket client over HTTP failed: {e}")
                     }

@@ -40,4 +40,4 @@ pub use hub::{Hub, Snapshot, Task, Via};
 pub use options::ListenerOptions;
 pub use runtime::Runtime;
 pub use token::{refusal_text, request_token};
-pub use websocket::{accept_websocket, serve_websocket, WEBSOCKET_PATHS};
+pub use websocket::{accept_websocket, serve_websocket, Pinger, WEBSOCKET_PATHS};

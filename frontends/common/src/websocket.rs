@@ -5,7 +5,7 @@
 //! does the handshake itself, and [`serve_websocket`] for a socket an HTTP
 //! server has already upgraded.
 
-use crate::{refusal_text, request_token, Hub, Inbound, Outbound, Session, Via};
+use crate::{refusal_text, request_token, Hub, Inbound, Outbound, Runtime, Session, Via};
 use async_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as Handshake, Response,
 };
@@ -14,12 +14,15 @@ use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use bytes::Bytes;
+use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
 use mist_proto::{encode, LineDecoder, ProtoError, Request};
 use std::collections::VecDeque;
 use std::io;
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Paths a WebSocket client may connect to: the original mist's, and the root.
 pub const WEBSOCKET_PATHS: [&str; 2] = ["/subscribe/websocket", "/"];
@@ -37,9 +40,14 @@ fn config(hub: &Hub) -> WebSocketConfig {
 /// On a secured hub the handshake must carry a valid token (`X-Auth-Token`
 /// header or `x-auth-token` query parameter), else the answer is 401 and no
 /// socket.
-pub async fn accept_websocket<S>(hub: &Arc<Hub>, stream: S) -> io::Result<()>
+pub async fn accept_websocket<S, R>(
+    hub: &Arc<Hub>,
+    stream: S,
+    pinger: Option<Pinger<R>>,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
+    R: Runtime,
 {
     let mut session = None;
     // The callback's signature is tungstenite's; its error is an HTTP response.
@@ -69,7 +77,7 @@ where
         .await
         .map_err(into_io)?;
     match session {
-        Some(session) => run(session, socket).await,
+        Some(session) => run(session, socket, pinger).await,
         None => Ok(()),
     }
 }
@@ -85,34 +93,93 @@ fn refusal(status: StatusCode, error: &str) -> ErrorResponse {
 
 /// Serves a client whose HTTP connection was already upgraded to WebSocket,
 /// with the session opened (and its token checked) before the upgrade.
-pub async fn serve_websocket<S>(session: Session, upgraded: S) -> io::Result<()>
+pub async fn serve_websocket<S, R>(
+    session: Session,
+    upgraded: S,
+    pinger: Option<Pinger<R>>,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
+    R: Runtime,
 {
     let config = config(session.hub());
     let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config)).await;
-    run(session, socket).await
+    run(session, socket, pinger).await
 }
 
-async fn run<S>(session: Session, socket: WebSocketStream<S>) -> io::Result<()>
+/// Server pings on a WebSocket: one every `every`; a client that sends
+/// nothing at all, not even the pong, for twice that long is closed, so a
+/// peer that stopped answering does not keep its outbox alive.
+#[derive(Clone)]
+pub struct Pinger<R> {
+    /// Timers for the pings and the deadline.
+    pub runtime: R,
+    /// The time between pings.
+    pub every: Duration,
+}
+
+async fn run<S, R>(
+    session: Session,
+    socket: WebSocketStream<S>,
+    pinger: Option<Pinger<R>>,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
+    R: Runtime,
 {
     let (sink, stream) = socket.split();
-    session.run(WsInbound { stream }, WsOutbound { sink }).await
+    let inbound = WsInbound {
+        stream,
+        pinger: pinger.clone(),
+        last_heard: Instant::now(),
+    };
+    let outbound = WsOutbound {
+        sink,
+        next_ping: pinger.as_ref().map(|p| Instant::now() + p.every),
+        pinger,
+    };
+    session.run(inbound, outbound).await
 }
 
-struct WsInbound<S> {
+struct WsInbound<S, R> {
     stream: WebSocketReceiver<S>,
+    pinger: Option<Pinger<R>>,
+    last_heard: Instant,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Inbound for WsInbound<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> WsInbound<S, R> {
+    /// The client's next frame; with a pinger, an error once it has been
+    /// silent for two ping intervals.
+    async fn next(&mut self) -> io::Result<Option<Result<Message, WsError>>> {
+        let Some(pinger) = self.pinger.clone() else {
+            return Ok(self.stream.next().await);
+        };
+        loop {
+            let tick = pin!(pinger.runtime.sleep(pinger.every));
+            match select(self.stream.next(), tick).await {
+                Either::Left((message, _)) => {
+                    self.last_heard = Instant::now();
+                    return Ok(message);
+                }
+                Either::Right(((), _)) if self.last_heard.elapsed() >= pinger.every * 2 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the WebSocket client stopped answering pings",
+                    ));
+                }
+                Either::Right(_) => {}
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Inbound for WsInbound<S, R> {
     async fn receive(
         &mut self,
         decoder: &mut LineDecoder,
         out: &mut Vec<Result<Request, ProtoError>>,
     ) -> io::Result<bool> {
-        let Some(message) = self.stream.next().await else {
+        let Some(message) = self.next().await? else {
             return Ok(false);
         };
         match message {
@@ -142,11 +209,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Inbound for WsInbound<S> {
     }
 }
 
-struct WsOutbound<S> {
+struct WsOutbound<S, R> {
     sink: WebSocketSender<S>,
+    pinger: Option<Pinger<R>>,
+    /// When the next ping is due. Pings keep their pace however busy the
+    /// connection is, since only the client's own frames prove it alive.
+    next_ping: Option<Instant>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Outbound for WsOutbound<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> WsOutbound<S, R> {
+    /// Queues a ping if one is due.
+    async fn ping_if_due(&mut self) -> io::Result<()> {
+        let (Some(pinger), Some(due)) = (&self.pinger, self.next_ping) else {
+            return Ok(());
+        };
+        if Instant::now() < due {
+            return Ok(());
+        }
+        self.next_ping = Some(Instant::now() + pinger.every);
+        self.sink
+            .feed(Message::Ping(Bytes::new()))
+            .await
+            .or_else(disconnected)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Outbound for WsOutbound<S, R> {
+    async fn idle(&mut self) -> io::Result<()> {
+        let (Some(pinger), Some(due)) = (&self.pinger, self.next_ping) else {
+            return futures::future::pending().await;
+        };
+        pinger
+            .runtime
+            .sleep(due.saturating_duration_since(Instant::now()))
+            .await;
+        self.ping_if_due().await?;
+        self.sink.flush().await.or_else(disconnected)
+    }
+
     async fn send(&mut self, frames: &VecDeque<Bytes>) -> io::Result<()> {
         for frame in frames {
             let line = frame.slice(..frame.len().saturating_sub(1));
@@ -156,6 +256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Outbound for WsOutbound<S> {
                 .await
                 .or_else(disconnected)?;
         }
+        self.ping_if_due().await?;
         self.sink.flush().await.or_else(disconnected)
     }
 

@@ -20,7 +20,7 @@
 
 use mist_frontend::listener::{bind_all, CustomListeners, ListenerSpec};
 use mist_frontend::{
-    serve_accepted, Error, HttpService, Hub, ListenerOptions, Runtime, Task, Transport,
+    serve_accepted, Error, HttpService, Hub, ListenerOptions, Pinger, Runtime, Task, Transport,
 };
 use smol::net::{TcpListener, TcpStream};
 use smol::{future, Executor, Timer};
@@ -96,8 +96,14 @@ impl Server {
             .set_spawner(move |task| spawn_on.spawn(task).detach());
         let mut loops = Vec::new();
         let spawner = Smol(executor.clone());
+        let every = self.http.ws_keepalive;
+        let pinger = every.map(|every| Pinger {
+            runtime: spawner.clone(),
+            every,
+        });
         for (spec, listener) in self.listeners {
             let hub = self.hub.clone();
+            let pinger = pinger.clone();
             let accepting = match spec.scheme.as_str() {
                 "http" => {
                     let service = HttpService::new(hub, self.http.clone(), spawner.clone());
@@ -113,14 +119,28 @@ impl Server {
                     listener,
                     spawner.clone(),
                     move |stream, peer| {
-                        serve_accepted(hub.clone(), Transport::WebSocket, stream, peer)
+                        serve_accepted(
+                            hub.clone(),
+                            Transport::WebSocket,
+                            stream,
+                            peer,
+                            pinger.clone(),
+                        )
                     },
                 )),
                 _ => executor.spawn(accept_loop(
                     spec,
                     listener,
                     spawner.clone(),
-                    move |stream, peer| serve_accepted(hub.clone(), Transport::Lines, stream, peer),
+                    move |stream, peer| {
+                        serve_accepted(
+                            hub.clone(),
+                            Transport::Lines,
+                            stream,
+                            peer,
+                            None::<Pinger<Smol>>,
+                        )
+                    },
                 )),
             };
             loops.push(accepting);

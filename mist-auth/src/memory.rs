@@ -24,6 +24,18 @@ impl MemoryAuthenticator {
     fn tokens(&self) -> MutexGuard<'_, Grants> {
         self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Changes a registered token's tags.
+    fn retag<'a>(
+        &'a self,
+        token: &'a str,
+        change: impl FnOnce(&mut BTreeSet<String>) + Send + 'a,
+    ) -> Pending<'a, Result<(), AuthError>> {
+        Box::pin(async move {
+            change(self.tokens().get_mut(token).ok_or_else(missing)?);
+            Ok(())
+        })
+    }
 }
 
 fn missing() -> AuthError {
@@ -60,14 +72,7 @@ impl Authenticator for MemoryAuthenticator {
         token: &'a str,
         tags: &'a BTreeSet<String>,
     ) -> Pending<'a, Result<(), AuthError>> {
-        Box::pin(async move {
-            let mut tokens = self.tokens();
-            tokens
-                .get_mut(token)
-                .ok_or_else(missing)?
-                .extend(tags.iter().cloned());
-            Ok(())
-        })
+        self.retag(token, |granted| granted.extend(tags.iter().cloned()))
     }
 
     fn unset<'a>(
@@ -75,14 +80,7 @@ impl Authenticator for MemoryAuthenticator {
         token: &'a str,
         tags: &'a BTreeSet<String>,
     ) -> Pending<'a, Result<(), AuthError>> {
-        Box::pin(async move {
-            let mut tokens = self.tokens();
-            tokens
-                .get_mut(token)
-                .ok_or_else(missing)?
-                .retain(|t| !tags.contains(t));
-            Ok(())
-        })
+        self.retag(token, |granted| granted.retain(|t| !tags.contains(t)))
     }
 
     fn tags<'a>(

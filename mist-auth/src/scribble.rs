@@ -95,6 +95,21 @@ impl ScribbleAuthenticator {
     }
 }
 
+impl ScribbleAuthenticator {
+    /// Changes a registered token's tags.
+    fn retag<'a>(
+        &'a self,
+        token: &'a str,
+        change: impl FnOnce(&mut BTreeSet<String>) + Send + 'static,
+    ) -> Pending<'a, Result<(), AuthError>> {
+        self.update(token, move |current| {
+            let mut record = current.ok_or_else(missing)?;
+            change(&mut record.tags);
+            Ok(Some(record))
+        })
+    }
+}
+
 /// `%XX` for every byte but `[A-Za-z0-9_-]`.
 fn encode(token: &str) -> String {
     let mut name = String::with_capacity(token.len());
@@ -179,11 +194,7 @@ impl Authenticator for ScribbleAuthenticator {
         tags: &'a BTreeSet<String>,
     ) -> Pending<'a, Result<(), AuthError>> {
         let tags = tags.clone();
-        self.update(token, move |current| {
-            let mut record = current.ok_or_else(missing)?;
-            record.tags.extend(tags);
-            Ok(Some(record))
-        })
+        self.retag(token, move |granted| granted.extend(tags))
     }
 
     fn unset<'a>(
@@ -192,11 +203,7 @@ impl Authenticator for ScribbleAuthenticator {
         tags: &'a BTreeSet<String>,
     ) -> Pending<'a, Result<(), AuthError>> {
         let tags = tags.clone();
-        self.update(token, move |current| {
-            let mut record = current.ok_or_else(missing)?;
-            record.tags.retain(|t| !tags.contains(t));
-            Ok(Some(record))
-        })
+        self.retag(token, move |granted| granted.retain(|t| !tags.contains(t)))
     }
 
     fn tags<'a>(

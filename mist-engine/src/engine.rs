@@ -221,16 +221,9 @@ impl Engine {
         outcome
     }
 
+    /// Whether `conn` holds the server token (never on an open server).
     pub(crate) fn is_admin(&self, conn: ConnId) -> bool {
-        self.access.is_some() && self.role(conn) == Role::Admin
-    }
-
-    pub(crate) fn queue_reply(&mut self, conn: ConnId, frame: Bytes) {
-        self.reply(conn, frame);
-    }
-
-    pub(crate) fn publish_as(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
-        self.publish(conn, request)
+        self.conn(conn).is_some_and(|c| c.role == Role::Admin)
     }
 
     /// Whether [`Config::max_connections`] are open; the caller should
@@ -377,10 +370,6 @@ impl Engine {
         self.conn(conn).is_some_and(|c| c.closing)
     }
 
-    fn role(&self, conn: ConnId) -> Role {
-        self.conn(conn).map_or(Role::Anonymous, |c| c.role.clone())
-    }
-
     /// `auth`: on an open server a no-op, so clients given a token work there too.
     fn authenticate(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
         let Some(access) = &self.access else {
@@ -407,7 +396,10 @@ impl Engine {
     fn permit(&self, conn: ConnId, tags: &[String]) -> Result<(), Error> {
         match &self.access {
             None => Ok(()),
-            Some(access) => access.permit(&self.role(conn), tags),
+            Some(access) => {
+                let role = self.conn(conn).map_or(&Role::Anonymous, |c| &c.role);
+                access.permit(role, tags)
+            }
         }
     }
 
@@ -416,7 +408,7 @@ impl Engine {
         if self.access.is_none() {
             return Err(Error::UnknownCommand);
         }
-        if self.role(conn) != Role::Admin {
+        if !self.is_admin(conn) {
             return Err(Error::AdminOnly);
         }
         let command = match request.command {
@@ -521,7 +513,7 @@ impl Engine {
             .enumerate()
             .filter_map(|(i, slot)| {
                 let c = slot.conn.as_ref()?;
-                (c.role == Role::Client(token.clone()))
+                matches!(&c.role, Role::Client(held) if *held == token)
                     .then(|| ConnId::new(i as u32, slot.generation))
             })
             .collect();
@@ -730,7 +722,7 @@ impl Engine {
         self.stats.subscriptions -= 1;
     }
 
-    fn publish(&mut self, publisher: ConnId, request: &Request) -> Result<(), Error> {
+    pub(crate) fn publish(&mut self, publisher: ConnId, request: &Request) -> Result<(), Error> {
         let tags = self.required_tags("publish", request)?;
         self.permit(publisher, tags)?;
         self.stats.published += 1;
@@ -802,7 +794,7 @@ impl Engine {
     /// `listall`: every distinct subscribed tag set; the admin's only when
     /// authentication is on.
     fn listall(&mut self, conn: ConnId) -> Result<(), Error> {
-        if self.access.is_some() && self.role(conn) != Role::Admin {
+        if self.access.is_some() && !self.is_admin(conn) {
             return Err(Error::AdminOnly);
         }
         let mut all: Vec<Vec<String>> = self
@@ -832,7 +824,7 @@ impl Engine {
         self.reply(conn, encode::error(command, tags, &error.to_string()));
     }
 
-    fn reply(&mut self, conn: ConnId, frame: Bytes) {
+    pub(crate) fn reply(&mut self, conn: ConnId, frame: Bytes) {
         let Some(c) = self.conn_mut(conn) else { return };
         if c.outbox.push_reply(frame) == (Queued::Yes { first: true }) {
             self.outputs.push_back(Output::Transmit(conn));

@@ -52,7 +52,7 @@ impl CommandContext<'_> {
     /// Queues a frame for the sender, in order with its other replies.
     /// Build it with [`mist_proto::encode`].
     pub fn reply(&mut self, frame: Bytes) {
-        self.engine.queue_reply(self.conn, frame);
+        self.engine.reply(self.conn, frame);
     }
 
     /// Publishes as the sender would, with its permissions: every other
@@ -61,7 +61,7 @@ impl CommandContext<'_> {
         let request = Request::new("publish")
             .tags(tags.iter().cloned())
             .data(data);
-        self.engine.publish_as(self.conn, &request)
+        self.engine.publish(self.conn, &request)
     }
 
     /// The engine's counters.

@@ -394,9 +394,13 @@ fn failure(
     tags: Option<&[String]>,
     error: &dyn std::fmt::Display,
 ) -> Response {
-    let frame = encode::error(command, tags, &error.to_string());
-    let body = String::from_utf8_lossy(frame.strip_suffix(b"\n").unwrap_or(&frame)).into_owned();
-    json(status, body)
+    json(status, error_body(command, tags, &error.to_string()))
+}
+
+/// The protocol's error frame as an HTTP body: the same JSON, no newline.
+pub(crate) fn error_body(command: &str, tags: Option<&[String]>, error: &str) -> String {
+    let frame = encode::error(command, tags, error);
+    String::from_utf8_lossy(frame.strip_suffix(b"\n").unwrap_or(&frame)).into_owned()
 }
 
 /// An SSE client sends nothing after its request, and a client that went away

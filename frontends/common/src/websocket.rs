@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
-use mist_proto::{encode, LineDecoder, ProtoError, Request};
+use mist_proto::{LineDecoder, ProtoError, Request};
 use std::collections::VecDeque;
 use std::io;
 use std::pin::pin;
@@ -84,9 +84,7 @@ where
 
 /// A handshake refused with `status` and the protocol's error frame as body.
 fn refusal(status: StatusCode, error: &str) -> ErrorResponse {
-    let frame = encode::error("", None, error);
-    let body = String::from_utf8_lossy(frame.strip_suffix(b"\n").unwrap_or(&frame)).into_owned();
-    let mut refusal = ErrorResponse::new(Some(body));
+    let mut refusal = ErrorResponse::new(Some(crate::http_service::error_body("", None, error)));
     *refusal.status_mut() = status;
     refusal
 }

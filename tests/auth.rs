@@ -77,8 +77,13 @@ fn a_registered_token_is_held_to_its_grants(runtime: &str, transport: Transport)
     );
     let mut admin = server.client_with_token(Transport::Tcp, ADMIN);
     admin.sync();
-    admin.publish(&["news", "secret"], "for news readers");
-    assert_eq!(reader.deliveries(), ["for news readers"]);
+    admin.publish(&["news", "secret"], "secret news");
+    admin.publish(&["news", "sport"], "for news readers");
+    assert_eq!(
+        reader.deliveries(),
+        ["for news readers"],
+        "a message reaches a token only if it was granted every tag of it"
+    );
 }
 
 fn unregistering_closes_open_connections(runtime: &str, transport: Transport) {

@@ -44,8 +44,9 @@ struct Cli {
     #[argh(option)]
     runtime: Option<String>,
 
-    /// origin allowed to use the HTTP endpoints from a browser (CORS),
-    /// repeatable (default: *, any origin)
+    /// origin whose web pages may use the broker (WebSocket, SSE, HTTP),
+    /// besides the server's own; repeatable; '*' allows any
+    /// (default: none, only the server's own)
     #[argh(option)]
     cors_origin: Vec<String>,
 
@@ -61,7 +62,8 @@ struct Cli {
     authenticator: Option<String>,
 
     /// the server token, required with --authenticator: clients that
-    /// present it are the admin
+    /// present it are the admin. Prefer the MIST_TOKEN environment variable
+    /// or the config file: a flag shows in the process list
     #[argh(option)]
     token: Option<String>,
 
@@ -108,13 +110,42 @@ struct Cli {
     #[argh(option)]
     max_tags: Option<usize>,
 
+    /// most bytes in one tag (default: 256)
+    #[argh(option)]
+    max_tag_bytes: Option<usize>,
+
+    /// most bytes one connection's subscriptions may take in all, each tag
+    /// counting its length plus 3 (default: 1048576)
+    #[argh(option)]
+    max_subscription_bytes: Option<usize>,
+
     /// most subscriptions one connection may hold (default: 10000)
     #[argh(option)]
     max_subscriptions: Option<usize>,
 
-    /// most connections open at once; more are refused (default: 65536)
+    /// most connections open at once, of every transport; more are
+    /// refused (default: 65536)
     #[argh(option)]
     max_connections: Option<usize>,
+
+    /// seconds a TCP client of a server with authentication has to send
+    /// its auth line before it is closed (default: 10)
+    #[argh(option)]
+    auth_timeout: Option<u64>,
+
+    /// seconds a client of a ws:// listener has to finish its WebSocket
+    /// handshake (default: 10)
+    #[argh(option)]
+    handshake_timeout: Option<u64>,
+
+    /// seconds an HTTP client has to send a request head; also how long an
+    /// idle keep-alive connection is kept (default: 10)
+    #[argh(option)]
+    header_timeout: Option<u64>,
+
+    /// seconds an HTTP client has to send a request body (default: 10)
+    #[argh(option)]
+    body_timeout: Option<u64>,
 
     /// display the version of mist
     #[argh(switch, short = 'v')]

@@ -18,7 +18,9 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         Some(path) => Settings::from_file(Path::new(path))?,
         None => Settings::default(),
     };
-    let settings = file.overlay(Settings::from_cli(cli));
+    let settings = file
+        .overlay(Settings::from_env())
+        .overlay(Settings::from_cli(cli));
     init_logging(settings.log_level.as_deref().unwrap_or("info"))?;
     let (config, max_line) = limits(&settings)?;
     let uris = match &settings.listeners {
@@ -43,15 +45,22 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
             .cors_origins
             .clone()
             .unwrap_or(defaults.allowed_origins),
-        sse_keepalive: match settings.sse_keepalive {
-            Some(0) => {
-                return Err(Failure::Usage(
-                    "sse-keepalive must be at least 1 second".into(),
-                ))
-            }
-            Some(seconds) => Duration::from_secs(seconds),
-            None => defaults.sse_keepalive,
-        },
+        sse_keepalive: seconds(
+            "sse-keepalive",
+            settings.sse_keepalive,
+            defaults.sse_keepalive,
+        )?,
+        handshake_timeout: seconds(
+            "handshake-timeout",
+            settings.handshake_timeout,
+            defaults.handshake_timeout,
+        )?,
+        header_timeout: seconds(
+            "header-timeout",
+            settings.header_timeout,
+            defaults.header_timeout,
+        )?,
+        body_timeout: seconds("body-timeout", settings.body_timeout, defaults.body_timeout)?,
     };
     let runtime = settings.runtime.as_deref().unwrap_or("async-std");
     if !["async-std", "smol"].contains(&runtime) {
@@ -60,6 +69,7 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         )));
     }
     let grace = Duration::from_secs(settings.shutdown_grace.unwrap_or(10));
+    raise_file_limit(config.max_connections);
     let hub = Arc::new(hub(&settings, config, max_line)?);
     if runtime == "smol" {
         let server = mist_smol::Server::bind(hub.clone(), &uris, listener_options)?;
@@ -75,6 +85,45 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// A duration of at least one second from a setting, or the default.
+fn seconds(name: &str, value: Option<u64>, default: Duration) -> Result<Duration, Failure> {
+    match value {
+        Some(0) => Err(Failure::Usage(format!("{name} must be at least 1 second"))),
+        Some(seconds) => Ok(Duration::from_secs(seconds)),
+        None => Ok(default),
+    }
+}
+
+/// Every connection takes a file descriptor, and the usual soft limit of
+/// 1024 would refuse clients long before `max-connections`: raise it to the
+/// hard limit, as nats-server and redis do, and say if that is still short.
+fn raise_file_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    let room = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+    if room < max_connections.saturating_add(64) {
+        log::info!(
+            "the process may open {room} files: fewer connections than max-connections ({max_connections}) can be served at once; raise the limit (ulimit -Hn) to serve more"
+        );
+    }
 }
 
 /// The first SIGINT or SIGTERM starts a graceful shutdown; a second one
@@ -176,16 +225,28 @@ fn limits(settings: &Settings) -> Result<(Config, usize), Failure> {
             defaults.max_outbox_frames,
         )?,
         max_tags: positive("max-tags", settings.max_tags, defaults.max_tags)?,
+        max_tag_bytes: positive(
+            "max-tag-bytes",
+            settings.max_tag_bytes,
+            defaults.max_tag_bytes,
+        )?,
         max_subscriptions: positive(
             "max-subscriptions",
             settings.max_subscriptions,
             defaults.max_subscriptions,
+        )?,
+        max_subscription_bytes: positive(
+            "max-subscription-bytes",
+            settings.max_subscription_bytes,
+            defaults.max_subscription_bytes,
         )?,
         max_connections: positive(
             "max-connections",
             settings.max_connections,
             defaults.max_connections,
         )?,
+        auth_timeout: seconds("auth-timeout", settings.auth_timeout, defaults.auth_timeout)?,
+        ..defaults
     };
     let max_line = positive("max-line", settings.max_line, mist_proto::DEFAULT_MAX_LINE)?;
     Ok((config, max_line))

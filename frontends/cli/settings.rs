@@ -1,35 +1,60 @@
-//! The server's settings, from three places, each overriding the one before:
-//! built-in defaults, the config file (`--config`), the command line.
+//! The server's settings, from four places, each overriding the one before:
+//! built-in defaults, the config file (`--config`), the environment
+//! (`MIST_TOKEN`), the command line.
 
 use crate::{Cli, Failure};
 use serde::Deserialize;
 use std::path::Path;
 
-/// Every setting, each optional: absent means "not said here".
-///
-/// The config file uses the same names as the flags (`log-level`,
-/// `max-outbox-bytes`, ...); an unknown key or a wrong type is an error
-/// naming it and its line, never a silent default.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Settings {
-    pub authenticator: Option<String>,
-    pub token: Option<String>,
-    pub listeners: Option<Vec<String>>,
-    pub log_level: Option<String>,
-    pub replicator: Option<String>,
-    pub runtime: Option<String>,
-    pub cors_origins: Option<Vec<String>>,
-    pub max_line: Option<usize>,
-    pub max_outbox_bytes: Option<usize>,
-    pub max_outbox_frames: Option<usize>,
-    pub max_tags: Option<usize>,
-    pub max_subscriptions: Option<usize>,
-    pub max_connections: Option<usize>,
-    pub keepalive: Option<u64>,
-    pub ws_keepalive: Option<u64>,
-    pub sse_keepalive: Option<u64>,
-    pub shutdown_grace: Option<u64>,
+/// Declares [`Settings`], every key once, and [`Settings::overlay`].
+macro_rules! settings {
+    ($($(#[$doc:meta])* $key:ident: $type:ty,)*) => {
+        /// Every setting, each optional: absent means "not said here".
+        ///
+        /// The config file uses the same names as the flags (`log-level`,
+        /// `max-outbox-bytes`, ...); an unknown key or a wrong type is an error
+        /// naming it and its line, never a silent default.
+        #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct Settings {
+            $($(#[$doc])* pub $key: Option<$type>,)*
+        }
+
+        impl Settings {
+            /// These settings with every one that `over` has replaced by its.
+            pub fn overlay(self, over: Settings) -> Settings {
+                Settings {
+                    $($key: over.$key.or(self.$key),)*
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    authenticator: String,
+    token: String,
+    listeners: Vec<String>,
+    log_level: String,
+    replicator: String,
+    runtime: String,
+    cors_origins: Vec<String>,
+    max_line: usize,
+    max_outbox_bytes: usize,
+    max_outbox_frames: usize,
+    max_tags: usize,
+    max_tag_bytes: usize,
+    max_subscriptions: usize,
+    max_subscription_bytes: usize,
+    max_connections: usize,
+    keepalive: u64,
+    ws_keepalive: u64,
+    sse_keepalive: u64,
+    shutdown_grace: u64,
+    auth_timeout: u64,
+    handshake_timeout: u64,
+    header_timeout: u64,
+    body_timeout: u64,
 }
 
 impl Settings {
@@ -70,35 +95,27 @@ impl Settings {
             max_outbox_bytes: cli.max_outbox_bytes,
             max_outbox_frames: cli.max_outbox_frames,
             max_tags: cli.max_tags,
+            max_tag_bytes: cli.max_tag_bytes,
             max_subscriptions: cli.max_subscriptions,
+            max_subscription_bytes: cli.max_subscription_bytes,
             max_connections: cli.max_connections,
             keepalive: cli.keepalive,
             ws_keepalive: cli.ws_keepalive,
             sse_keepalive: cli.sse_keepalive,
             shutdown_grace: cli.shutdown_grace,
+            auth_timeout: cli.auth_timeout,
+            handshake_timeout: cli.handshake_timeout,
+            header_timeout: cli.header_timeout,
+            body_timeout: cli.body_timeout,
         }
     }
 
-    /// These settings with every one that `over` has replaced by its.
-    pub fn overlay(self, over: Settings) -> Settings {
+    /// The server token from the environment (`MIST_TOKEN`), which keeps
+    /// it out of the process list; it counts as a flag.
+    pub fn from_env() -> Settings {
         Settings {
-            authenticator: over.authenticator.or(self.authenticator),
-            token: over.token.or(self.token),
-            listeners: over.listeners.or(self.listeners),
-            log_level: over.log_level.or(self.log_level),
-            replicator: over.replicator.or(self.replicator),
-            runtime: over.runtime.or(self.runtime),
-            cors_origins: over.cors_origins.or(self.cors_origins),
-            max_line: over.max_line.or(self.max_line),
-            max_outbox_bytes: over.max_outbox_bytes.or(self.max_outbox_bytes),
-            max_outbox_frames: over.max_outbox_frames.or(self.max_outbox_frames),
-            max_tags: over.max_tags.or(self.max_tags),
-            max_subscriptions: over.max_subscriptions.or(self.max_subscriptions),
-            max_connections: over.max_connections.or(self.max_connections),
-            keepalive: over.keepalive.or(self.keepalive),
-            ws_keepalive: over.ws_keepalive.or(self.ws_keepalive),
-            sse_keepalive: over.sse_keepalive.or(self.sse_keepalive),
-            shutdown_grace: over.shutdown_grace.or(self.shutdown_grace),
+            token: std::env::var("MIST_TOKEN").ok().filter(|t| !t.is_empty()),
+            ..Settings::default()
         }
     }
 }

@@ -20,16 +20,45 @@ pub enum Error {
         /// The most allowed.
         limit: usize,
     },
+    /// A tag longer than [`crate::Config::max_tag_bytes`].
+    TagTooLong {
+        /// The most bytes allowed.
+        limit: usize,
+    },
     /// The connection already holds [`crate::Config::max_subscriptions`].
     TooManySubscriptions {
         /// The most allowed.
         limit: usize,
     },
+    /// The subscription would take the connection's subscriptions past
+    /// [`crate::Config::max_subscription_bytes`].
+    SubscriptionBytes {
+        /// The most bytes allowed.
+        limit: usize,
+    },
+    /// The reply would be larger than the client's whole outbox.
+    ReplyTooLarge {
+        /// The command.
+        command: &'static str,
+        /// The outbox bound in bytes.
+        limit: usize,
+    },
+    /// The client did not send `auth` within [`crate::Config::auth_timeout`].
+    AuthTimeout {
+        /// The timeout in seconds.
+        seconds: u64,
+    },
+    /// Too many failed authentications came from the client's address.
+    Throttled {
+        /// Seconds until attempts are checked again.
+        retry_after: u64,
+    },
     /// The server wants a token before anything else.
     AuthRequired,
     /// The token given is neither the server token nor a registered one.
     BadToken,
-    /// A connection keeps the token it authenticated with.
+    /// `auth` on a connection that has authenticated already; the answer is
+    /// the same whatever the token, so it cannot be used to test tokens.
     AlreadyAuthenticated,
     /// The token was not granted these tags.
     PermissionDenied {
@@ -79,9 +108,28 @@ impl fmt::Display for Error {
             Error::TooManyTags { limit } => {
                 write!(f, "too many tags: at most {limit} tags are allowed")
             }
+            Error::TagTooLong { limit } => {
+                write!(f, "tag too long: a tag may have at most {limit} bytes")
+            }
             Error::TooManySubscriptions { limit } => write!(
                 f,
                 "too many subscriptions: a connection may hold at most {limit}"
+            ),
+            Error::SubscriptionBytes { limit } => write!(
+                f,
+                "too many subscription bytes: a connection's subscriptions may take at most {limit} bytes (each tag counts its length plus 3)"
+            ),
+            Error::ReplyTooLarge { command, limit } => write!(
+                f,
+                "reply too large: the {command} reply would be larger than the client's outbox ({limit} bytes)"
+            ),
+            Error::AuthTimeout { seconds } => write!(
+                f,
+                "authentication timed out: send {{\"command\":\"auth\",\"data\":\"TOKEN\"}} within {seconds} s of connecting"
+            ),
+            Error::Throttled { retry_after } => write!(
+                f,
+                "too many failed authentications from this address: try again in {retry_after} s"
             ),
             Error::AuthRequired => f.write_str(
                 "authentication required: send {\"command\":\"auth\",\"data\":\"TOKEN\"} first",

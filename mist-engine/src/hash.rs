@@ -40,4 +40,3 @@ impl Hasher for IdHasher {
 }
 
 pub(crate) type IdHashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<IdHasher>>;
-pub(crate) type IdHashSet<K> = std::collections::HashSet<K, BuildHasherDefault<IdHasher>>;

@@ -89,8 +89,9 @@ pub mod extension;
 mod hash;
 mod index;
 mod outbox;
+mod throttle;
 
 pub use config::Config;
-pub use engine::{ConnId, ConnStats, Engine, Output, Stats};
+pub use engine::{ConnId, ConnStats, Credentials, Engine, Flow, Output, Stats};
 pub use error::Error;
 pub use extension::{CommandContext, CommandHandler};

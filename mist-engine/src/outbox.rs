@@ -36,8 +36,9 @@ impl Outbox {
         self.queued_bytes + self.in_flight_bytes
     }
 
-    /// Queues a reply to the client's own command. Replies are never dropped;
-    /// [`Outbox::over_limit`] throttles the client's input instead.
+    /// Queues a reply to the client's own command. Replies are never dropped:
+    /// the engine applies a command only when [`Outbox::has_room`] for the
+    /// largest reply it can give.
     pub(crate) fn push_reply(&mut self, frame: Bytes) -> Queued {
         let first = self.queue.is_empty();
         self.queued_bytes += frame.len();
@@ -71,9 +72,17 @@ impl Outbox {
         !batch.is_empty()
     }
 
-    /// True while the outbox holds more than its bound.
-    pub(crate) fn over_limit(&self, config: &Config) -> bool {
-        self.frames() > config.max_outbox_frames || self.bytes() > config.max_outbox_bytes
+    /// Whether nothing is queued or being written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames() == 0
+    }
+
+    /// Whether a reply of up to `bytes` fits: within the bounds, or into an
+    /// empty outbox (so a client that reads always gets its answer).
+    pub(crate) fn has_room(&self, bytes: usize, config: &Config) -> bool {
+        self.frames() == 0
+            || (self.frames() < config.max_outbox_frames
+                && self.bytes().saturating_add(bytes) <= config.max_outbox_bytes)
     }
 
     pub(crate) fn queued(&self) -> (usize, usize) {
@@ -111,12 +120,18 @@ mod tests {
             Queued::Dropped
         );
         assert_eq!(outbox.dropped, 1);
-        assert_eq!(
-            outbox.push_reply(frame),
-            Queued::Yes { first: false },
-            "replies are kept"
+        assert!(!outbox.has_room(1, &config), "no room for a reply either");
+        let mut batch = VecDeque::new();
+        outbox.take(&mut batch);
+        batch.clear();
+        outbox.take(&mut batch);
+        assert!(
+            outbox.has_room(100_000, &config),
+            "an empty outbox takes anything"
         );
-        assert!(outbox.over_limit(&config));
+        outbox.push_reply(frame);
+        assert!(outbox.has_room(998, &config));
+        assert!(!outbox.has_room(999, &config), "2 + 999 > 1000");
     }
 
     #[test]
@@ -152,6 +167,10 @@ mod tests {
         let config = config(100, 4);
         let mut outbox = Outbox::default();
         let big = Bytes::from(vec![b'x'; 64]);
+        assert!(
+            outbox.has_room(64, &config),
+            "an empty outbox takes any reply"
+        );
         assert_eq!(
             outbox.push_delivery(big.clone(), &config),
             Queued::Yes { first: true }

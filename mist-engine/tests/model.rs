@@ -5,9 +5,12 @@
 //! checks every subscription of every connection on every publish. After each
 //! drain, the frames the engine hands out must equal the model's, frame for
 //! frame — so delivery targets, once-only delivery, publisher exclusion,
-//! ordering, the outbox bound and the drop count all have to agree. On a
-//! secured engine each connection holds a token, and permission errors must
-//! agree too: nothing may reach a client that its token was not granted.
+//! ordering, the outbox bound and the drop count all have to agree. A
+//! command waits, unapplied, while its connection's outbox has no room for
+//! a reply, and goes on once the writer has drained it: the model keeps each
+//! connection's waiting commands too. On a secured engine each connection
+//! holds a token, and permission errors must agree as well: a message
+//! reaches a client only if its token was granted every tag of it.
 
 use bytes::Bytes;
 use mist_engine::auth::Grants;
@@ -55,6 +58,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A command waiting in the model as it waits in the engine.
+#[derive(Debug, Clone)]
+enum Cmd {
+    Subscribe(Vec<usize>),
+    Unsubscribe(Vec<usize>),
+    Publish(Vec<usize>, String),
+    List,
+}
+
 /// What the model knows of one connection.
 #[derive(Default)]
 struct ModelConn {
@@ -64,9 +76,25 @@ struct ModelConn {
     queue: VecDeque<Bytes>,
     in_flight: usize,
     dropped: u64,
+    /// Commands received and not applied yet.
+    pending: VecDeque<Cmd>,
 }
 
 impl ModelConn {
+    fn held(&self) -> usize {
+        self.queue.len() + self.in_flight
+    }
+
+    /// Room for one more reply: below the frame bound, or empty.
+    fn has_room(&self) -> bool {
+        self.held() == 0 || self.held() < MAX_FRAMES
+    }
+
+    /// Whether a message tagged `published` may reach it.
+    fn receives(&self, published: &BTreeSet<&'static str>) -> bool {
+        self.granted.as_ref().is_none_or(|g| published.is_subset(g))
+    }
+
     /// Whether the token may use `tags`; if not, the model expects the error.
     fn permits(&mut self, command: &str, tags: &[usize]) -> bool {
         let Some(granted) = &self.granted else {
@@ -145,61 +173,10 @@ impl Harness {
                     },
                 ));
             }
-            Op::Subscribe(who, tags) => {
-                let Some(i) = self.pick(who) else { return };
-                let id = self.conns[i].0;
-                self.engine
-                    .handle_message(id, Ok(Request::new("subscribe").tags(names(&tags))));
-                if self.conns[i].1.permits("subscribe", &tags) {
-                    self.conns[i].1.subscriptions.insert(set(&tags));
-                }
-            }
-            Op::Unsubscribe(who, tags) => {
-                let Some(i) = self.pick(who) else { return };
-                let id = self.conns[i].0;
-                self.engine
-                    .handle_message(id, Ok(Request::new("unsubscribe").tags(names(&tags))));
-                if self.conns[i].1.permits("unsubscribe", &tags) {
-                    self.conns[i].1.subscriptions.remove(&set(&tags));
-                }
-            }
-            Op::Publish(who, tags, data) => {
-                let Some(i) = self.pick(who) else { return };
-                let id = self.conns[i].0;
-                let data = data.to_string();
-                let request = Request::new("publish").tags(names(&tags)).data(&data);
-                self.engine.handle_message(id, Ok(request));
-                if !self.conns[i].1.permits("publish", &tags) {
-                    return self.after();
-                }
-                let frame = encode::publish(&names(&tags), Some(&Data::new(&data)));
-                let published = set(&tags);
-                for (j, (_, model)) in self.conns.iter_mut().enumerate() {
-                    let wants = model.subscriptions.iter().any(|s| s.is_subset(&published));
-                    if j == i || !wants {
-                        continue;
-                    }
-                    let held = model.queue.len() + model.in_flight;
-                    if held == 0 || held < MAX_FRAMES {
-                        model.queue.push_back(frame.clone());
-                    } else {
-                        model.dropped += 1;
-                    }
-                }
-            }
-            Op::List(who) => {
-                let Some(i) = self.pick(who) else { return };
-                let id = self.conns[i].0;
-                self.engine.handle_message(id, Ok(Request::new("list")));
-                let model = &mut self.conns[i].1;
-                let mut subs: Vec<Vec<String>> = model
-                    .subscriptions
-                    .iter()
-                    .map(|s| s.iter().map(|t| t.to_string()).collect())
-                    .collect();
-                subs.sort_by_key(|tags| tags.join(","));
-                model.queue.push_back(encode::list(&subs));
-            }
+            Op::Subscribe(who, tags) => self.command(who, Cmd::Subscribe(tags)),
+            Op::Unsubscribe(who, tags) => self.command(who, Cmd::Unsubscribe(tags)),
+            Op::Publish(who, tags, data) => self.command(who, Cmd::Publish(tags, data.to_string())),
+            Op::List(who) => self.command(who, Cmd::List),
             Op::Drain(who) => {
                 let Some(i) = self.pick(who) else { return };
                 let (id, model) = &mut self.conns[i];
@@ -209,12 +186,18 @@ impl Harness {
                 assert_eq!(batch, model.queue, "frames handed to {id}");
                 model.in_flight = model.queue.len();
                 model.queue.clear();
-                self.woken.remove(id);
+                let id = *id;
+                self.woken.remove(&id);
+                // The reader goes on once the writer took frames.
+                self.drain_outputs();
+                self.engine.handle_resume(id);
+                self.run_pending(i);
             }
             Op::CloseInput(who) => {
                 let Some(i) = self.pick(who) else { return };
                 self.engine.handle_input_closed(self.conns[i].0);
                 self.conns[i].1.subscriptions.clear();
+                self.conns[i].1.pending.clear();
             }
             Op::Disconnect(who) => {
                 let Some(i) = self.pick(who) else { return };
@@ -224,6 +207,74 @@ impl Harness {
             }
         }
         self.after();
+    }
+
+    /// Sends a command to the engine, and to the model's queue.
+    fn command(&mut self, who: usize, cmd: Cmd) {
+        let Some(i) = self.pick(who) else { return };
+        let id = self.conns[i].0;
+        let request = match &cmd {
+            Cmd::Subscribe(tags) => Request::new("subscribe").tags(names(tags)),
+            Cmd::Unsubscribe(tags) => Request::new("unsubscribe").tags(names(tags)),
+            Cmd::Publish(tags, data) => Request::new("publish").tags(names(tags)).data(data),
+            Cmd::List => Request::new("list"),
+        };
+        self.engine.handle_message(id, Ok(request));
+        self.conns[i].1.pending.push_back(cmd);
+        self.run_pending(i);
+    }
+
+    /// Applies connection `i`'s waiting commands while its outbox has room.
+    fn run_pending(&mut self, i: usize) {
+        while self.conns[i].1.has_room() {
+            let Some(cmd) = self.conns[i].1.pending.pop_front() else {
+                return;
+            };
+            self.apply_command(i, cmd);
+        }
+    }
+
+    fn apply_command(&mut self, i: usize, cmd: Cmd) {
+        let model = &mut self.conns[i].1;
+        match cmd {
+            Cmd::Subscribe(tags) => {
+                if model.permits("subscribe", &tags) {
+                    model.subscriptions.insert(set(&tags));
+                }
+            }
+            Cmd::Unsubscribe(tags) => {
+                if model.permits("unsubscribe", &tags) {
+                    model.subscriptions.remove(&set(&tags));
+                }
+            }
+            Cmd::Publish(tags, data) => {
+                if !model.permits("publish", &tags) {
+                    return;
+                }
+                let frame = encode::publish(&names(&tags), Some(&Data::new(&data)));
+                let published = set(&tags);
+                for (j, (_, model)) in self.conns.iter_mut().enumerate() {
+                    let wants = model.subscriptions.iter().any(|s| s.is_subset(&published));
+                    if j == i || !wants || !model.receives(&published) {
+                        continue;
+                    }
+                    if model.held() == 0 || model.held() < MAX_FRAMES {
+                        model.queue.push_back(frame.clone());
+                    } else {
+                        model.dropped += 1;
+                    }
+                }
+            }
+            Cmd::List => {
+                let mut subs: Vec<Vec<String>> = model
+                    .subscriptions
+                    .iter()
+                    .map(|s| s.iter().map(|t| t.to_string()).collect())
+                    .collect();
+                subs.sort_by_key(|tags| tags.join(","));
+                model.queue.push_back(encode::list(&subs));
+            }
+        }
     }
 
     fn after(&mut self) {
@@ -237,6 +288,11 @@ impl Harness {
             let stats = self.engine.conn_stats(*id).expect("open connection");
             assert_eq!(stats.queued_frames, model.queue.len() + model.in_flight);
             assert_eq!(stats.dropped, model.dropped, "drops at {id}");
+            assert_eq!(
+                stats.pending_input,
+                model.pending.len(),
+                "waiting input at {id}"
+            );
             assert_eq!(
                 self.woken.contains(id),
                 !model.queue.is_empty(),

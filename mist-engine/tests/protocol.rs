@@ -1,6 +1,6 @@
 //! The protocol's rules, stated as tests driven through the engine step by step.
 
-use mist_engine::{Config, ConnId, Engine};
+use mist_engine::{Config, ConnId, Engine, Flow};
 use mist_proto::{Message, ProtoError, Request};
 use std::collections::VecDeque;
 
@@ -206,25 +206,63 @@ fn a_slow_subscriber_loses_new_messages_and_nobody_else_notices() {
 }
 
 #[test]
-fn a_client_that_does_not_read_its_replies_is_throttled() {
+fn a_client_that_does_not_read_its_replies_gets_no_more_than_its_outbox_holds() {
     let config = Config {
         max_outbox_frames: 2,
         ..Config::default()
     };
     let mut broker = Broker::new(config);
     let c = broker.connect();
-    for _ in 0..3 {
-        assert!(broker.engine.accepts_input(c));
-        broker.send(c, Request::new("ping"));
-    }
-    assert!(
-        !broker.engine.accepts_input(c),
-        "three replies exceed two frames"
+    broker
+        .engine
+        .handle_input(c, (0..3).map(|_| Ok(Request::new("ping"))));
+    assert_eq!(
+        broker.engine.flow(c),
+        Flow::Wait,
+        "the third reply would not fit"
     );
-    assert_eq!(broker.received(c).len(), 3, "no reply is ever dropped");
+    assert_eq!(broker.engine.conn_stats(c).unwrap().queued_frames, 2);
+    assert_eq!(broker.engine.conn_stats(c).unwrap().pending_input, 1);
+    assert_eq!(broker.received(c).len(), 2, "no reply is ever dropped");
+    broker.engine.handle_resume(c);
+    assert_eq!(
+        broker.engine.flow(c),
+        Flow::Wait,
+        "the batch taken is still being written"
+    );
     let mut written = VecDeque::new();
     broker.engine.poll_transmit(c, &mut written);
-    assert!(broker.engine.accepts_input(c), "room again once written");
+    broker.engine.handle_resume(c);
+    assert_eq!(
+        broker.engine.flow(c),
+        Flow::Read,
+        "applied once there was room"
+    );
+    assert_eq!(broker.received(c).len(), 1);
+}
+
+#[test]
+fn a_turn_ends_when_its_work_is_used_up() {
+    let config = Config {
+        work_per_turn: 100,
+        ..Config::default()
+    };
+    let mut broker = Broker::new(config);
+    let c = broker.connect();
+    let many = (0..1000).map(|i| Ok(subscribe(&[&format!("t{i}")])));
+    broker.engine.handle_input(c, many);
+    let left = broker.engine.conn_stats(c).unwrap().pending_input;
+    assert!(left > 900, "a turn applies only a little: {left} left");
+    assert_eq!(broker.engine.flow(c), Flow::Yield);
+    while broker.engine.flow(c) == Flow::Yield {
+        broker.engine.handle_resume(c);
+    }
+    assert_eq!(broker.engine.flow(c), Flow::Read);
+    assert_eq!(
+        broker.engine.stats().subscriptions,
+        1000,
+        "all of it, in turns"
+    );
 }
 
 #[test]

@@ -24,6 +24,12 @@ const RETAINED_CAPACITY: usize = 64 * 1024;
 /// the [`ProtoError`] that says why the line was rejected. Blank lines are
 /// skipped. A line longer than the limit yields [`ProtoError::LineTooLong`] as
 /// soon as it crosses the limit; the rest of it is skipped as it arrives.
+///
+/// A decoder made with [`LineDecoder::first_line_only`] decodes only the
+/// first line, with a limit of its own, and holds what follows undecoded
+/// until [`LineDecoder::release`]: a server that wants `auth` first neither
+/// buffers a large line from a client that has not proven who it is, nor
+/// refuses a large line that an authenticated client sent right behind it.
 #[derive(Debug)]
 pub struct LineDecoder {
     max_line: usize,
@@ -31,6 +37,16 @@ pub struct LineDecoder {
     partial: Vec<u8>,
     /// Inside a line that already crossed the limit: skip up to its newline.
     discarding: bool,
+    /// Until released: the first line's own limit, and whether it is out.
+    first: Option<FirstLine>,
+    /// Bytes after the first line, undecoded until released.
+    held: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FirstLine {
+    limit: usize,
+    done: bool,
 }
 
 impl LineDecoder {
@@ -40,7 +56,46 @@ impl LineDecoder {
             max_line,
             partial: Vec::new(),
             discarding: false,
+            first: None,
+            held: Vec::new(),
         }
+    }
+
+    /// Decodes only the first line, limited to `limit` bytes (or the line
+    /// limit, if smaller), and holds everything after it until
+    /// [`LineDecoder::release`].
+    ///
+    /// ```
+    /// use mist_proto::{LineDecoder, ProtoError, Request};
+    ///
+    /// let mut decoder = LineDecoder::new(1 << 20).first_line_only(64);
+    /// let mut out = Vec::<Result<Request, ProtoError>>::new();
+    /// let big = format!("{{\"command\":\"publish\",\"tags\":[\"t\"],\"data\":\"{}\"}}\n", "x".repeat(1000));
+    /// decoder.decode(format!("{{\"command\":\"auth\",\"data\":\"t\"}}\n{big}").as_bytes(), &mut out);
+    /// assert_eq!(out.len(), 1, "only the first line");
+    /// decoder.release(&mut out);
+    /// assert!(out[1].is_ok(), "the large line was held, then decoded with the full limit");
+    /// ```
+    pub fn first_line_only(mut self, limit: usize) -> LineDecoder {
+        self.first = Some(FirstLine {
+            limit: limit.min(self.max_line),
+            done: false,
+        });
+        self
+    }
+
+    /// Whether the decoder is in first-line mode and has not been released.
+    pub fn is_held(&self) -> bool {
+        self.first.is_some()
+    }
+
+    /// Ends first-line mode and decodes whatever was held behind the first line.
+    pub fn release<T: DeserializeOwned>(&mut self, out: &mut Vec<Result<T, ProtoError>>) {
+        if self.first.take().is_none() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.decode(&held, out);
     }
 
     /// The line limit in bytes.
@@ -53,8 +108,25 @@ impl LineDecoder {
         self.partial.len()
     }
 
-    /// Decodes every line that `chunk` completes, appending one item per line to `out`.
+    /// Decodes every line that `chunk` completes, appending one item per line
+    /// to `out` (only the first line in first-line mode).
     pub fn decode<T: DeserializeOwned>(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Vec<Result<T, ProtoError>>,
+    ) {
+        if let Some(first) = self.first {
+            if first.done {
+                self.held.extend_from_slice(chunk);
+                return;
+            }
+            self.decode_first(first.limit, chunk, out);
+            return;
+        }
+        self.decode_lines(chunk, out);
+    }
+
+    fn decode_lines<T: DeserializeOwned>(
         &mut self,
         mut chunk: &[u8],
         out: &mut Vec<Result<T, ProtoError>>,
@@ -82,6 +154,31 @@ impl LineDecoder {
                     self.partial = Vec::new();
                 }
             }
+        }
+    }
+
+    /// First-line mode: decodes up to the first non-blank line with `limit`
+    /// and holds the rest of `chunk`.
+    fn decode_first<T: DeserializeOwned>(
+        &mut self,
+        limit: usize,
+        chunk: &[u8],
+        out: &mut Vec<Result<T, ProtoError>>,
+    ) {
+        let before = out.len();
+        let full_limit = std::mem::replace(&mut self.max_line, limit);
+        let mut rest = chunk;
+        while out.len() == before && !rest.is_empty() {
+            let end = memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
+            self.decode_lines(&rest[..end], out);
+            rest = &rest[end..];
+        }
+        self.max_line = full_limit;
+        if out.len() > before {
+            if let Some(first) = &mut self.first {
+                first.done = true;
+            }
+            self.held.extend_from_slice(rest);
         }
     }
 
@@ -316,6 +413,47 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn first_line_mode_holds_what_follows_until_released() {
+        let mut d = LineDecoder::new(DEFAULT_MAX_LINE).first_line_only(32);
+        let big = format!(
+            "{{\"command\":\"publish\",\"data\":\"{}\"}}\n",
+            "x".repeat(100)
+        );
+        let out = decode_all(
+            &mut d,
+            &[
+                b"\r\n{\"command\":",
+                b"\"auth\"}\n",
+                big.as_bytes(),
+                b"{\"command\":\"ping\"}\n",
+            ],
+        );
+        assert_eq!(commands(out), ["auth"], "blank lines skipped, one line out");
+        assert!(d.is_held());
+        let mut out = Vec::new();
+        d.release(&mut out);
+        assert_eq!(
+            commands(out),
+            ["publish", "ping"],
+            "held lines get the full limit"
+        );
+        assert!(!d.is_held());
+        assert_eq!(
+            commands(decode_all(&mut d, &[b"{\"command\":\"list\"}\n"])),
+            ["list"]
+        );
+    }
+
+    #[test]
+    fn a_first_line_over_its_own_limit_is_refused_without_being_buffered() {
+        let mut d = LineDecoder::new(DEFAULT_MAX_LINE).first_line_only(16);
+        let mut out: Vec<Result<Request, ProtoError>> = Vec::new();
+        d.decode(b"{\"command\":\"auth\",\"data\":\"", &mut out);
+        assert_eq!(out, [Err(ProtoError::LineTooLong { limit: 16 })]);
+        assert_eq!(d.buffered(), 0);
     }
 
     proptest! {

@@ -133,6 +133,29 @@ pub fn reply(command: &str, data: &str) -> Bytes {
     .to_bytes()
 }
 
+/// How many bytes `text` takes inside a JSON string literal as these
+/// builders write it (quotes excluded): `"` and `\\` and the short escapes
+/// take two, other control characters six (`\u00XX`), anything else itself.
+///
+/// The engine uses it to know, before it answers, how large a reply can be.
+///
+/// ```
+/// use mist_proto::encode::escaped_len;
+///
+/// assert_eq!(escaped_len("news"), 4);
+/// assert_eq!(escaped_len("a\"b\n\u{1}"), 1 + 2 + 1 + 2 + 6);
+/// assert_eq!(escaped_len("ü"), 2, "UTF-8 is written as it is");
+/// ```
+pub fn escaped_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
 /// An error reply. `command` and `tags` echo the request that failed (`""`
 /// and `None` when the line could not be decoded at all).
 pub fn error(command: &str, tags: Option<&[String]>, error: &str) -> Bytes {
@@ -202,6 +225,24 @@ mod tests {
         assert_eq!(msg.command, "bogus");
         assert_eq!(msg.tags, Some(tags));
         assert_eq!(msg.error.as_deref(), Some("Unknown Command"));
+    }
+
+    #[test]
+    fn escaped_len_agrees_with_the_encoder() {
+        let mut samples: Vec<String> = (0u8..=0x7f).map(|b| (b as char).to_string()).collect();
+        samples.extend(
+            [
+                "",
+                "plain",
+                "ü\u{2028}\u{7f}",
+                "\"\\\n\r\t\u{8}\u{c}\u{0}\u{1f}",
+            ]
+            .map(String::from),
+        );
+        for text in samples {
+            let literal = serde_json::to_string(&text).unwrap();
+            assert_eq!(escaped_len(&text) + 2, literal.len(), "{text:?}");
+        }
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The HTTP listener on async-std: tide carries every request to the shared
-//! [`HttpService`], which answers it the same way on every runtime.
+//! [`HttpService`], which answers it the same way on every runtime. The
+//! sockets are accepted, bounded and parsed by the shared accept loop, which
+//! hands each request to [`app`].
 
 use async_std::task;
-use mist_frontend::listener::ListenerSpec;
-use mist_frontend::{HttpService, Hub, ListenerOptions, Runtime};
+use mist_frontend::{HttpService, Runtime};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// async-std's executor and timers.
@@ -19,21 +19,6 @@ impl Runtime for AsyncStd {
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
         task::sleep(duration)
-    }
-}
-
-/// Serves the HTTP endpoints on `listener` until the process ends.
-pub async fn serve(
-    hub: Arc<Hub>,
-    options: ListenerOptions,
-    spec: ListenerSpec,
-    listener: std::net::TcpListener,
-) {
-    if let Err(e) = app(HttpService::new(hub, options, AsyncStd))
-        .listen(listener)
-        .await
-    {
-        log::error!("the HTTP listener {spec} stopped: {e}");
     }
 }
 

@@ -1,7 +1,7 @@
 //! The async-std frontend: binds listeners, accepts connections and spawns one
-//! task per connection. TCP and WebSocket clients run the shared
-//! [`mist_frontend::serve_accepted`]; the HTTP listener is a tide app
-//! ([`http`]). Nothing here interprets a command.
+//! task per connection with the shared [`Listening::accept_loop`]; HTTP
+//! requests are parsed by async-h1 and routed by a tide app ([`http`]) to
+//! the shared [`HttpService`]. Nothing here interprets a command.
 //!
 //! ```no_run
 //! use mist_async_std::Server;
@@ -27,18 +27,13 @@ use async_std::task;
 use futures::future::select;
 use http::AsyncStd;
 use mist_frontend::listener::{bind_all, CustomListeners, ListenerSpec};
-use mist_frontend::{serve_accepted, Error, Hub, ListenerOptions, Pinger, Task, Transport};
-use std::future::Future;
-use std::pin::{pin, Pin};
+use mist_frontend::{Error, HttpService, Hub, ListenerOptions, Listening, Task};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The listener schemes this frontend serves.
 pub const SCHEMES: [&str; 3] = ["tcp", "ws", "http"];
-
-/// How long to pause accepting after an accept error such as running out of
-/// file descriptors, instead of spinning on it.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Listeners bound and ready to accept.
 pub struct Server {
@@ -89,32 +84,39 @@ impl Server {
     /// Accepts connections on every listener until [`Hub::shut_down`]; then
     /// waits up to `grace` for the open connections to flush and close.
     pub async fn run(self, grace: Duration) {
-        let mut loops = Vec::new();
-        let pinger = self.http.ws_keepalive.map(|every| Pinger {
+        let listening = Listening {
+            hub: self.hub.clone(),
+            options: Arc::new(self.http),
             runtime: AsyncStd,
-            every,
-        });
+        };
+        task::spawn(self.hub.clone().keep_time(AsyncStd));
+        let app = http::app(HttpService::new(
+            self.hub.clone(),
+            listening.options.clone(),
+            AsyncStd,
+        ));
+        let respond = move |request| {
+            let app = app.clone();
+            async move { app.respond(request).await }
+        };
+        let mut loops = Vec::new();
         for (spec, listener) in self.listeners {
+            let listener = Arc::new(TcpListener::from(listener));
+            let accepting = listening.clone().accept_loop(
+                spec,
+                move || {
+                    let listener = listener.clone();
+                    async move {
+                        let (stream, peer) = listener.accept().await?;
+                        nodelay(&stream);
+                        Ok((stream, peer))
+                    }
+                },
+                respond.clone(),
+            );
             let hub = self.hub.clone();
-            let accepting: Pin<Box<dyn Future<Output = ()> + Send>> = match spec.scheme.as_str() {
-                "http" => Box::pin(http::serve(hub.clone(), self.http.clone(), spec, listener)),
-                "ws" => Box::pin(accept_loop(
-                    hub.clone(),
-                    Transport::WebSocket,
-                    spec,
-                    listener,
-                    pinger.clone(),
-                )),
-                _ => Box::pin(accept_loop(
-                    hub.clone(),
-                    Transport::Lines,
-                    spec,
-                    listener,
-                    None,
-                )),
-            };
             loops.push(task::spawn(async move {
-                select(accepting, pin!(hub.stopping())).await;
+                select(pin!(accepting), pin!(hub.stopping())).await;
             }));
         }
         for (_, accepting) in self.custom {
@@ -128,34 +130,6 @@ impl Server {
         }
         if !self.hub.drained(grace, task::sleep).await {
             log::warn!("shutdown grace period over: closing the connections still open");
-        }
-    }
-}
-
-async fn accept_loop(
-    hub: Arc<Hub>,
-    transport: Transport,
-    spec: ListenerSpec,
-    listener: std::net::TcpListener,
-    pinger: Option<Pinger<AsyncStd>>,
-) {
-    let listener = TcpListener::from(listener);
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                nodelay(&stream);
-                task::spawn(serve_accepted(
-                    hub.clone(),
-                    transport,
-                    stream,
-                    peer,
-                    pinger.clone(),
-                ));
-            }
-            Err(e) => {
-                log::error!("accepting on {spec} failed: {e}; retrying shortly");
-                task::sleep(ACCEPT_BACKOFF).await;
-            }
         }
     }
 }

@@ -1,10 +1,21 @@
-//! What every runtime does with a socket its listener accepted.
+//! What every runtime does with a socket its listener accepted: count it
+//! against the connection limit (or refuse it in its own protocol's terms),
+//! bound what it may send and how long it may take before it is in, serve
+//! it, and log its life without letting a hostile client flood the log.
 
-use crate::{accept_websocket, serve, Hub, Pinger, Runtime};
-use futures::io::{AsyncRead, AsyncWrite};
+use crate::guard::{watch, Guarded};
+use crate::listener::ListenerSpec;
+use crate::log_limit::LogLimit;
+use crate::{accept_websocket, log_limited, serve_from, Hub, ListenerOptions, Pinger, Runtime};
+use futures::future::{select, Either};
+use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use http_types::{Request as HttpRequest, Response};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How an accepted socket speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,28 +26,201 @@ pub enum Transport {
     WebSocket,
 }
 
-/// Serves one accepted socket until the client leaves, logging its life at
-/// debug level. An ordinary disconnect is never logged as an error.
-/// A WebSocket client is pinged as `pinger` says.
-pub async fn serve_accepted<S, R>(
-    hub: Arc<Hub>,
-    transport: Transport,
-    stream: S,
+/// How long an accept loop pauses after an accept error such as running out
+/// of file descriptors, instead of spinning on it.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Warnings a client can cause at will: one per period each.
+static FAILURES: LogLimit = LogLimit::new(Duration::from_secs(10));
+static REFUSALS: LogLimit = LogLimit::new(Duration::from_secs(10));
+static ACCEPT_ERRORS: LogLimit = LogLimit::new(Duration::from_secs(10));
+
+/// A server's listeners as their accept loops see them: the hub, the
+/// listener options and the runtime's timers.
+#[derive(Clone)]
+pub struct Listening<R> {
+    /// The broker.
+    pub hub: Arc<Hub>,
+    /// How listeners treat their clients.
+    pub options: Arc<ListenerOptions>,
+    /// Timers and spawning.
+    pub runtime: R,
+}
+
+impl<R: Runtime> Listening<R> {
+    /// Serves one accepted socket of a `tcp://` or `ws://` listener until the
+    /// client leaves. Over the connection limit or during shutdown it is
+    /// refused: an error line, or a `503` to a WebSocket handshake.
+    pub async fn serve<S>(&self, transport: Transport, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
+    {
+        let admission = match self.hub.admit() {
+            Ok(admission) => admission,
+            Err(e) => return refuse(transport == Transport::Lines, stream, peer, &e).await,
+        };
+        log::debug!("{peer} connected ({transport:?})");
+        let outcome = match transport {
+            Transport::Lines => {
+                serve_from(&self.hub, Some(peer.ip()), stream.clone(), stream).await
+            }
+            Transport::WebSocket => self.handshake(stream, peer).await,
+        };
+        report(peer, outcome);
+        drop(admission);
+    }
+
+    /// A `ws://` client: its handshake bounded in bytes and time, then the
+    /// WebSocket session.
+    async fn handshake<S>(&self, stream: S, peer: SocketAddr) -> io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
+    {
+        let guarded = Guarded::new(stream, self.options.handshake_limits());
+        let serving = accept_websocket(
+            &self.hub,
+            guarded.clone(),
+            Some(peer.ip()),
+            &self.options,
+            self.pinger(),
+        );
+        let outcome = match select(pin!(serving), pin!(watch(&guarded, &self.runtime))).await {
+            Either::Left((outcome, _)) => outcome,
+            Either::Right(((), _)) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the WebSocket handshake did not finish in time",
+            )),
+        };
+        answer_refusal(guarded, peer).await;
+        outcome
+    }
+
+    /// Serves one accepted socket of an `http://` listener: each request,
+    /// its head and body bounded in bytes and time, goes to `respond`
+    /// with the client's address recorded on it.
+    pub async fn serve_http<S, F, Fut>(&self, stream: S, peer: SocketAddr, respond: F)
+    where
+        S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
+        F: Fn(HttpRequest) -> Fut,
+        Fut: Future<Output = http_types::Result<Response>>,
+    {
+        let admission = match self.hub.admit() {
+            Ok(admission) => admission,
+            Err(e) => return refuse(false, stream, peer, &e).await,
+        };
+        log::debug!("{peer} connected (Http)");
+        let guarded = Guarded::new(stream, self.options.http_limits());
+        let serving = async_h1::accept(guarded.clone(), |mut request| {
+            request.set_peer_addr(Some(peer));
+            respond(request)
+        });
+        match select(pin!(serving), pin!(watch(&guarded, &self.runtime))).await {
+            Either::Left((Ok(()), _)) => log::debug!("{peer} disconnected"),
+            Either::Left((Err(e), _)) => log::debug!("{peer}: HTTP connection ended: {e}"),
+            Either::Right(((), _)) => log::debug!("{peer}: HTTP request timed out"),
+        }
+        answer_refusal(guarded, peer).await;
+        drop(admission);
+    }
+
+    /// Accepts clients of one listener with `accept` until the task is
+    /// dropped, serving each in a task of its own as the listener's scheme
+    /// says: lines for `tcp`, a WebSocket for `ws`, HTTP requests answered
+    /// by `respond` for `http`.
+    pub async fn accept_loop<S, A, AF, H, HF>(self, spec: ListenerSpec, mut accept: A, respond: H)
+    where
+        S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
+        A: FnMut() -> AF,
+        AF: Future<Output = io::Result<(S, SocketAddr)>>,
+        H: Fn(HttpRequest) -> HF + Clone + Send + Sync + 'static,
+        HF: Future<Output = http_types::Result<Response>> + Send + 'static,
+    {
+        loop {
+            let (stream, peer) = match accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    self.accept_failed(&spec, e).await;
+                    continue;
+                }
+            };
+            let listening = self.clone();
+            match spec.scheme.as_str() {
+                "http" => {
+                    let respond = respond.clone();
+                    self.runtime
+                        .spawn(async move { listening.serve_http(stream, peer, respond).await });
+                }
+                "ws" => self.runtime.spawn(async move {
+                    listening.serve(Transport::WebSocket, stream, peer).await
+                }),
+                _ => self
+                    .runtime
+                    .spawn(async move { listening.serve(Transport::Lines, stream, peer).await }),
+            }
+        }
+    }
+
+    /// The pings for WebSocket clients, if they are on.
+    pub fn pinger(&self) -> Option<Pinger<R>> {
+        self.options.ws_keepalive.map(|every| Pinger {
+            runtime: self.runtime.clone(),
+            every,
+        })
+    }
+
+    /// What an accept loop does when accepting fails (out of file
+    /// descriptors, say): says so, at most once in a while, and pauses.
+    async fn accept_failed(&self, listener: &ListenerSpec, e: io::Error) {
+        log_limited!(
+            ACCEPT_ERRORS,
+            log::Level::Error,
+            "accepting on {listener} failed: {e}; retrying shortly"
+        );
+        self.runtime.sleep(ACCEPT_BACKOFF).await;
+    }
+}
+
+/// Sends the response for a request the guard ended (too large a head, too
+/// slow a head or body), if the HTTP layer could not.
+async fn answer_refusal<S: AsyncWrite + Unpin>(mut guarded: Guarded<S>, peer: SocketAddr) {
+    if let Some((refusal, response)) = guarded.refusal() {
+        log_limited!(REFUSALS, log::Level::Warn, "{peer}: {refusal:?}; closing");
+        let _ = guarded.get_mut().write_all(&response).await;
+    }
+}
+
+/// Refuses a socket the server cannot take, then closes it: with an error
+/// line for the line protocol, else with a `503`.
+async fn refuse<S: AsyncWrite + Unpin>(
+    lines: bool,
+    mut stream: S,
     peer: SocketAddr,
-    pinger: Option<Pinger<R>>,
-) where
-    S: AsyncRead + AsyncWrite + Clone + Unpin + Send,
-    R: Runtime,
-{
-    log::debug!("{peer} connected ({transport:?})");
-    let outcome = match transport {
-        Transport::Lines => serve(&hub, stream.clone(), stream).await,
-        Transport::WebSocket => accept_websocket(&hub, stream, pinger).await,
+    error: &mist_engine::Error,
+) {
+    log_limited!(REFUSALS, log::Level::Warn, "{peer}: refused: {error}");
+    let text = error.to_string();
+    let answer = match lines {
+        true => mist_proto::encode::error("", None, &text).to_vec(),
+        false => {
+            let body = crate::http_service::error_body("", None, &text);
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
     };
+    // A new socket's send buffer is empty: this does not wait on the client.
+    let _ = stream.write_all(&answer).await;
+}
+
+/// Logs how a connection ended: an ordinary disconnect at debug level, any
+/// other failure as a warning, at most once in a while.
+fn report(peer: SocketAddr, outcome: io::Result<()>) {
     match outcome {
         Ok(()) => log::debug!("{peer} disconnected"),
         Err(e) if is_disconnect(&e) => log::debug!("{peer} disconnected: {e}"),
-        Err(e) => log::warn!("{peer}: connection failed: {e}"),
+        Err(e) => log_limited!(FAILURES, log::Level::Warn, "{peer}: connection failed: {e}"),
     }
 }
 

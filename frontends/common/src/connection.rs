@@ -6,26 +6,31 @@
 //! events. [`Inbound`] and [`Outbound`] are those two halves; everything else
 //! (decoding, ordering, backpressure, flushing on close) is written once here.
 
-use crate::hub::{Hub, Link, Via};
+use crate::hub::{Hub, Link, Progress, Via};
 use bytes::Bytes;
 use futures::future::{poll_fn, select, Either};
-use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use mist_engine::ConnId;
+use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use mist_engine::{ConnId, Credentials, Flow};
 use mist_proto::{LineDecoder, ProtoError, Request};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::net::IpAddr;
+use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 
-/// Reads start small so that idle connections stay cheap, and grow while a
-/// client fills them, so that a busy publisher is read in large chunks.
+/// Reads start small so that idle connections stay cheap, grow as soon as a
+/// client fills one, so that a busy publisher is read in large chunks, and
+/// shrink back whenever there is nothing to read.
 const FIRST_READ: usize = 2 * 1024;
 const LARGEST_READ: usize = 64 * 1024;
 /// The write buffer is given back when a burst left it larger than this.
-const RETAINED_WRITE_BUFFER: usize = 256 * 1024;
+const RETAINED_WRITE_BUFFER: usize = 64 * 1024;
+/// The longest line a client may send before it has authenticated: room
+/// for an `auth` line with a long token, and no more.
+pub const PRE_AUTH_LINE: usize = 8 * 1024;
 
 /// The receiving half of a transport.
 pub trait Inbound: Send {
@@ -78,7 +83,22 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let session = match Session::open(hub, Via::Tcp) {
+    serve_from(hub, None, reader, writer).await
+}
+
+/// [`serve`] for a client at `peer`, whose failed authentications count
+/// against its address.
+pub async fn serve_from<R, W>(
+    hub: &Arc<Hub>,
+    peer: Option<IpAddr>,
+    reader: R,
+    writer: W,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let session = match Session::open(hub, Via::Tcp, peer, Credentials::InBand) {
         Ok(session) => session,
         Err(refused) => {
             // Full, or shutting down: say so, then close.
@@ -102,22 +122,18 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects a new client. On a secured hub its first message must be
-    /// `auth`.
-    /// Refused only while the server shuts down.
-    pub fn open(hub: &Arc<Hub>, via: Via) -> Result<Session, mist_engine::Error> {
-        let (conn, link) = hub.connect(None)?;
-        Ok(Session::registered(hub, conn, link, via))
-    }
-
-    /// Connects a client that gave its token out of band (an `X-Auth-Token`
-    /// header or query parameter). A secured hub refuses a missing or bad one.
-    pub fn open_with_token(
+    /// Connects a client at `peer` over `via`. With
+    /// [`Credentials::InBand`] a secured hub wants `auth` as its first
+    /// message; with [`Credentials::Token`] (an `X-Auth-Token` header or
+    /// query parameter) it refuses a missing or bad token at once. Refused
+    /// too while the server is full or shutting down.
+    pub fn open(
         hub: &Arc<Hub>,
         via: Via,
-        token: Option<&str>,
+        peer: Option<IpAddr>,
+        credentials: Credentials<'_>,
     ) -> Result<Session, mist_engine::Error> {
-        let (conn, link) = hub.connect(Some(token))?;
+        let (conn, link) = hub.connect(peer, credentials)?;
         Ok(Session::registered(hub, conn, link, via))
     }
 
@@ -172,23 +188,21 @@ impl Drop for Session {
 
 async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<()> {
     let (hub, conn) = (&session.hub, session.conn);
+    let mut progress = hub.progress(conn);
     let mut decoder = LineDecoder::new(hub.max_line());
+    if progress.anonymous {
+        // Nothing large is buffered for a client that has not proven who it is.
+        decoder = decoder.first_line_only(PRE_AUTH_LINE);
+    }
     let mut decoded = Vec::new();
     loop {
         let open = inbound.receive(&mut decoder, &mut decoded).await?;
         // What the last input carried counts even when it also ended the input.
         if !decoded.is_empty() {
-            let (accepts, closing) = hub.handle_messages(conn, &mut decoded);
-            if closing {
-                return Ok(());
-            }
-            if !accepts {
-                // The client is not reading its replies, or an admin change of
-                // its own is being stored: read nothing more until that is done.
-                while !hub.accepts_input(conn) {
-                    session.link.room.wait().await;
-                }
-            }
+            progress = hub.handle_messages(conn, &mut decoded);
+        }
+        if !apply_all(session, &mut decoder, &mut decoded, progress).await {
+            return Ok(());
         }
         // Let the writers this input woke run before reading more, so that a
         // publisher on a busy server is paced by the delivery it causes
@@ -198,6 +212,37 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
             return Ok(());
         }
         yield_now().await;
+    }
+}
+
+/// Waits until the engine has applied all of the client's input, giving it
+/// turns as it allows: after other clients had theirs when its work was used
+/// up, and after its writer made room when its replies would not fit. Once
+/// the client has authenticated, what the decoder held behind its `auth`
+/// line follows. Returns false when the connection is to be closed.
+async fn apply_all(
+    session: &Session,
+    decoder: &mut LineDecoder,
+    decoded: &mut Vec<Result<Request, ProtoError>>,
+    mut progress: Progress,
+) -> bool {
+    let (hub, conn) = (&session.hub, session.conn);
+    loop {
+        match progress.flow {
+            Flow::Close => return false,
+            Flow::Read if decoder.is_held() && !progress.anonymous => {
+                decoder.release(decoded);
+                if decoded.is_empty() {
+                    return true;
+                }
+                progress = hub.handle_messages(conn, decoded);
+                continue;
+            }
+            Flow::Read => return true,
+            Flow::Yield => yield_now().await,
+            Flow::Wait => session.link.room.wait().await,
+        }
+        progress = hub.resume(conn);
     }
 }
 
@@ -256,10 +301,20 @@ impl<R: AsyncRead + Unpin + Send> Inbound for ByteInbound<R> {
         decoder: &mut LineDecoder,
         out: &mut Vec<Result<Request, ProtoError>>,
     ) -> io::Result<bool> {
-        let n = self.reader.read(&mut self.buf).await?;
+        let n = poll_fn(|cx| {
+            let read = Pin::new(&mut self.reader).poll_read(cx, &mut self.buf);
+            if read.is_pending() && self.buf.len() > FIRST_READ {
+                // Nothing left to read: the burst is over, and a connection
+                // that waits keeps only a small buffer.
+                self.buf = vec![0; FIRST_READ];
+            }
+            read
+        })
+        .await?;
         decoder.decode(&self.buf[..n], out);
         if n == self.buf.len() && self.buf.len() < LARGEST_READ {
-            self.buf.resize(self.buf.len() * 2, 0);
+            // A full read: more is waiting, read it in large chunks.
+            self.buf.resize(LARGEST_READ, 0);
         }
         Ok(n > 0)
     }
@@ -290,7 +345,10 @@ impl<W: AsyncWrite + Unpin + Send> Outbound for ByteOutbound<W> {
                 self.coalesced.extend_from_slice(frame);
             }
             self.writer.write_all(&self.coalesced).await?;
-            if self.coalesced.capacity() > RETAINED_WRITE_BUFFER {
+            if self.coalesced.capacity() > RETAINED_WRITE_BUFFER
+                && self.coalesced.len() < RETAINED_WRITE_BUFFER
+            {
+                // A burst is over: give its buffer back.
                 self.coalesced = Vec::new();
             }
         }

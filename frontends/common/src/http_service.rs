@@ -7,31 +7,35 @@
 //! | `GET /subscribe?tags=a,b` | a Server-Sent Events stream of matching messages |
 //! | `GET /subscribe/websocket` | the WebSocket endpoint, as on a `ws://` listener |
 //!
-//! Every response answers CORS, preflight included, for the allowed origins.
-//! A runtime only carries requests to [`HttpService::respond`] (tide on
-//! async-std, async-h1 on smol) and lends its [`Runtime`] for what outlives a
-//! request: SSE streams, with their keepalives, and upgraded WebSockets.
+//! A request from a web page (one with an `Origin` header) is served only
+//! for an allowed origin (see [`crate::check_origin`]); every response
+//! answers CORS, preflight included, for those origins. On a secured server
+//! `/stats` and `/metrics` want the server token. A runtime only carries
+//! requests to [`HttpService::respond`] (tide on async-std, async-h1 on
+//! smol) and lends its [`Runtime`] for what outlives a request: SSE streams,
+//! with their keepalives, and upgraded WebSockets.
 
 use crate::hub::Via;
 use crate::{
-    is_disconnect, refusal_text, request_token, serve_websocket, Hub, Inbound, ListenerOptions,
-    Outbound, Pinger, Runtime, Session,
+    check_origin, is_disconnect, refusal_text, request_token, serve_websocket, Hub, Inbound,
+    ListenerOptions, Outbound, Pinger, Runtime, Session,
 };
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use bytes::Bytes;
-use futures::channel::mpsc;
-use futures::io::{AsyncReadExt, BufReader};
-use futures::{SinkExt, TryStreamExt};
+use bytes::{Buf, Bytes};
+use futures::channel::{mpsc, oneshot};
+use futures::io::{AsyncBufRead, AsyncRead, AsyncReadExt};
+use futures::{SinkExt, StreamExt};
 use http_types::{Body, Method, Mime, Request as HttpRequest, Response, StatusCode};
+use mist_engine::Credentials;
 use mist_proto::{decode_document, encode, LineDecoder, ProtoError, Publication, Request};
 use std::collections::VecDeque;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-
-/// SSE batches in flight to one client before its session waits.
-const EVENT_BUFFER: usize = 8;
 
 /// The HTTP endpoints of one server.
 #[derive(Clone)]
@@ -43,10 +47,14 @@ pub struct HttpService<R> {
 
 impl<R: Runtime> HttpService<R> {
     /// The endpoints of `hub`, with `runtime` for what outlives a request.
-    pub fn new(hub: Arc<Hub>, options: ListenerOptions, runtime: R) -> HttpService<R> {
+    pub fn new(
+        hub: Arc<Hub>,
+        options: impl Into<Arc<ListenerOptions>>,
+        runtime: R,
+    ) -> HttpService<R> {
         HttpService {
             hub,
-            options: Arc::new(options),
+            options: options.into(),
             runtime,
         }
     }
@@ -54,18 +62,32 @@ impl<R: Runtime> HttpService<R> {
     /// Answers one request.
     pub async fn respond(&self, request: HttpRequest) -> Response {
         let origin = request.header("Origin").map(|o| o.as_str().to_string());
+        let host = request.header("Host").map(|h| h.as_str().to_string());
         let preflight = request.method() == Method::Options
             && request.header("Access-Control-Request-Method").is_some();
-        let mut response = if preflight {
-            Response::new(StatusCode::NoContent)
-        } else {
-            self.route(request).await
+        let allowed = check_origin(
+            origin.as_deref(),
+            host.as_deref(),
+            &self.options.allowed_origins,
+        );
+        let mut response = match &allowed {
+            _ if preflight => Response::new(StatusCode::NoContent),
+            Ok(()) => self.route(request).await,
+            Err(error) => failure(StatusCode::Forbidden, "", None, error),
         };
-        self.cors(&mut response, origin.as_deref(), preflight);
+        if allowed.is_ok() {
+            self.cors(&mut response, origin.as_deref(), preflight);
+        }
         response
     }
 
     async fn route(&self, request: HttpRequest) -> Response {
+        let counters = matches!(request.url().path(), "/stats" | "/metrics");
+        if counters && request.method() == Method::Get {
+            if let Err(refused) = self.admin_only(&request) {
+                return *refused;
+            }
+        }
         match (request.method(), request.url().path()) {
             (Method::Get, "/ping") => {
                 let mut response = Response::new(StatusCode::Ok);
@@ -190,11 +212,14 @@ impl<R: Runtime> HttpService<R> {
         out
     }
 
+    /// CORS headers for an allowed page from another origin.
     fn cors(&self, response: &mut Response, origin: Option<&str>, preflight: bool) {
         let Some(origin) = origin else { return };
         let any = self.options.allowed_origins.iter().any(|o| o == "*");
-        if !any && !self.options.allowed_origins.iter().any(|o| o == origin) {
-            return; // no CORS headers: the browser refuses the response
+        let listed = (self.options.allowed_origins.iter())
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin));
+        if !any && !listed {
+            return; // its own origin needs no CORS; any other was refused
         }
         response.insert_header(
             "Access-Control-Allow-Origin",
@@ -205,7 +230,10 @@ impl<R: Runtime> HttpService<R> {
         }
         if preflight {
             response.insert_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-            response.insert_header("Access-Control-Allow-Headers", "content-type, x-auth-token");
+            response.insert_header(
+                "Access-Control-Allow-Headers",
+                "content-type, x-auth-token, authorization",
+            );
             response.insert_header("Access-Control-Max-Age", "86400");
         }
     }
@@ -219,7 +247,7 @@ impl<R: Runtime> HttpService<R> {
         })
     }
 
-    /// A session for the request's client, or the 401 that refuses it.
+    /// A session for the request's client, or the response that refuses it.
     fn session(
         &self,
         request: &HttpRequest,
@@ -228,14 +256,34 @@ impl<R: Runtime> HttpService<R> {
     ) -> Result<Session, Box<Response>> {
         let header = request.header("X-Auth-Token").map(|v| v.as_str());
         let token = request_token(header, request.url().query());
-        Session::open_with_token(&self.hub, via, token.as_deref()).map_err(|e| {
-            let status = match e {
-                mist_engine::Error::AuthRequired | mist_engine::Error::BadToken => {
-                    StatusCode::Unauthorized
-                }
-                _ => refusal_status(&e),
+        let credentials = Credentials::Token(token.as_deref());
+        Session::open(&self.hub, via, peer_ip(request), credentials).map_err(|e| {
+            Box::new(failure(
+                refusal_status(&e),
+                command,
+                None,
+                &refusal_text(&e),
+            ))
+        })
+    }
+
+    /// On a secured server, `/stats` and `/metrics` want the server token,
+    /// in `X-Auth-Token` or as `Authorization: Bearer` (what Prometheus sends).
+    fn admin_only(&self, request: &HttpRequest) -> Result<(), Box<Response>> {
+        let bearer = request
+            .header("Authorization")
+            .and_then(|v| v.as_str().trim().strip_prefix("Bearer "));
+        let header = request
+            .header("X-Auth-Token")
+            .map(|v| v.as_str())
+            .or(bearer);
+        let token = request_token(header, request.url().query());
+        (self.hub.check_admin_token(peer_ip(request), token.as_deref())).map_err(|e| {
+            let text = match &e {
+                mist_engine::Error::AuthRequired => "authentication required: send the server token in the X-Auth-Token header or as Authorization: Bearer TOKEN".to_string(),
+                other => other.to_string(),
             };
-            Box::new(failure(status, command, None, &refusal_text(&e)))
+            Box::new(failure(refusal_status(&e), "", None, &text))
         })
     }
 
@@ -254,12 +302,12 @@ impl<R: Runtime> HttpService<R> {
             .read_to_end(&mut body)
             .await;
         if let Err(e) = read {
-            return failure(
-                StatusCode::BadRequest,
-                "publish",
-                None,
-                &format!("cannot read the body: {e}"),
-            );
+            let status = match e.kind() {
+                io::ErrorKind::TimedOut => StatusCode::RequestTimeout,
+                _ => StatusCode::BadRequest,
+            };
+            let error = format!("cannot read the body: {e}");
+            return failure(status, "publish", None, &error);
         }
         if body.len() > limit {
             let error = ProtoError::LineTooLong { limit };
@@ -296,13 +344,15 @@ impl<R: Runtime> HttpService<R> {
         };
         if let Err(e) = session.command(&subscribe) {
             return failure(
-                StatusCode::BadRequest,
+                refusal_status(&e),
                 "subscribe",
                 subscribe.tags.as_deref(),
                 &e,
             );
         }
-        let (events, stream) = mpsc::channel(EVENT_BUFFER);
+        // No room in the channel: a batch is handed over only when the body
+        // takes it, so what the client has not read counts in its outbox.
+        let (events, stream) = mpsc::channel(0);
         let keepalive = Keepalive {
             events: events.clone(),
             runtime: self.runtime.clone(),
@@ -314,7 +364,10 @@ impl<R: Runtime> HttpService<R> {
                 _ => log::debug!("an SSE client left"),
             }
         });
-        let body = BufReader::new(stream.map_ok(|b: Bytes| b).into_async_read());
+        let body = EventBody {
+            events: stream,
+            current: None,
+        };
         let mut response = Response::new(StatusCode::Ok);
         response.set_body(Body::from_reader(body, None));
         response.set_content_type(Mime::from_str("text/event-stream").expect("a valid MIME type"));
@@ -369,12 +422,25 @@ impl<R: Runtime> HttpService<R> {
     }
 }
 
-/// 403 for what the token may not do, 400 for a malformed request.
+/// The client's address, as the carrier recorded it.
+fn peer_ip(request: &HttpRequest) -> Option<IpAddr> {
+    let peer = request.peer_addr()?;
+    peer.parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| peer.parse::<IpAddr>())
+        .ok()
+}
+
+/// The status that refuses a request for `error`: 401 without a valid
+/// token, 403 for what the token may not do, 429 after too many failed
+/// tokens, 503 when full, 400 for a malformed request.
 fn refusal_status(error: &mist_engine::Error) -> StatusCode {
+    use mist_engine::Error;
     match error {
-        mist_engine::Error::PermissionDenied { .. } | mist_engine::Error::AdminOnly => {
-            StatusCode::Forbidden
-        }
+        Error::AuthRequired | Error::BadToken => StatusCode::Unauthorized,
+        Error::PermissionDenied { .. } | Error::AdminOnly => StatusCode::Forbidden,
+        Error::Throttled { .. } => StatusCode::TooManyRequests,
+        Error::TooManyConnections { .. } | Error::ShuttingDown => StatusCode::ServiceUnavailable,
         _ => StatusCode::BadRequest,
     }
 }
@@ -408,7 +474,7 @@ pub(crate) fn error_body(command: &str, tags: Option<&[String]>, error: &str) ->
 /// session is a keepalive comment every so often: once writing it fails, the
 /// client is gone and the session ends, even on a tag nobody publishes to.
 struct Keepalive<R> {
-    events: mpsc::Sender<Result<Bytes, io::Error>>,
+    events: mpsc::Sender<Event>,
     runtime: R,
     every: Duration,
 }
@@ -421,14 +487,27 @@ impl<R: Runtime> Inbound for Keepalive<R> {
     ) -> io::Result<bool> {
         self.runtime.sleep(self.every).await;
         let comment = Bytes::from_static(b": keepalive\n\n");
-        Ok(self.events.send(Ok(comment)).await.is_ok())
+        Ok(hand_over(&mut self.events, comment).await.is_ok())
     }
+}
+
+/// Bytes for the response body, and the signal that the body took all of
+/// them.
+type Event = (Bytes, oneshot::Sender<()>);
+
+/// Hands `bytes` to the response body and waits until it has taken them
+/// all, so that a batch counts in the client's outbox until then.
+async fn hand_over(events: &mut mpsc::Sender<Event>, bytes: Bytes) -> io::Result<()> {
+    let left = || io::Error::new(io::ErrorKind::BrokenPipe, "the SSE client left");
+    let (taken, is_taken) = oneshot::channel();
+    events.send((bytes, taken)).await.map_err(|_| left())?;
+    is_taken.await.map_err(|_| left())
 }
 
 /// Frames as SSE events into the response body; a closed body means the
 /// client left.
 struct EventSink {
-    events: mpsc::Sender<Result<Bytes, io::Error>>,
+    events: mpsc::Sender<Event>,
 }
 
 impl Outbound for EventSink {
@@ -440,9 +519,63 @@ impl Outbound for EventSink {
             events.extend_from_slice(frame);
             events.push(b'\n');
         }
-        self.events
-            .send(Ok(Bytes::from(events)))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the SSE client left"))
+        hand_over(&mut self.events, Bytes::from(events)).await
+    }
+}
+
+/// The SSE response body: the events handed over, one batch at a time.
+struct EventBody {
+    events: mpsc::Receiver<Event>,
+    current: Option<Event>,
+}
+
+impl AsyncRead for EventBody {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let available = match self.as_mut().poll_fill_buf(cx) {
+            Poll::Ready(Ok(available)) => available,
+            other => return other.map(|r| r.map(|_| 0)),
+        };
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncBufRead for EventBody {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        loop {
+            if this
+                .current
+                .as_ref()
+                .is_some_and(|(bytes, _)| !bytes.is_empty())
+            {
+                break;
+            }
+            // The batch before is all taken: say so, and wait for the next.
+            if let Some((_, taken)) = this.current.take() {
+                let _ = taken.send(());
+            }
+            match this.events.poll_next_unpin(cx) {
+                Poll::Ready(Some(event)) => this.current = Some(event),
+                Poll::Ready(None) => return Poll::Ready(Ok(&[])),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(this
+            .current
+            .as_ref()
+            .map_or(&[][..], |(bytes, _)| bytes)))
+    }
+
+    fn consume(self: Pin<&mut Self>, amount: usize) {
+        if let Some((bytes, _)) = &mut self.get_mut().current {
+            bytes.advance(amount.min(bytes.len()));
+        }
     }
 }

@@ -3,23 +3,30 @@
 
 use crate::shutdown::Shutdown;
 use crate::signal::Signal;
+use crate::Runtime;
 use bytes::Bytes;
 use mist_engine::auth::{Authenticator, Change, Grants};
-use mist_engine::{Config, ConnId, Engine, Output, Stats};
+use mist_engine::{Config, ConnId, Credentials, Engine, Flow, Output, Stats};
 use mist_proto::{ProtoError, Request};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often the engine is told the time: the resolution of the
+/// authentication deadline.
+const TICK: Duration = Duration::from_secs(1);
 
 /// What a connection's tasks share with the hub.
 #[derive(Default)]
 pub(crate) struct Link {
     /// The engine queued frames for this connection.
     pub(crate) outbox_ready: Signal,
-    /// The writer took frames out, or an admin change settled, so a paused
-    /// reader may go on.
+    /// The writer took frames out, or an admin change settled, so a waiting
+    /// reader may go on ([`Flow::Wait`]).
     pub(crate) room: Signal,
     /// The reader has finished; the writer stops once the outbox is empty.
     pub(crate) input_done: AtomicBool,
@@ -78,11 +85,33 @@ pub struct Snapshot {
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 type Spawn = Box<dyn Fn(Task) + Send + Sync>;
 
-/// What to do after the lock is released: wake writers, store changes.
+/// What to do after the lock is released: wake writers and readers, store
+/// changes, report throttled addresses.
 #[derive(Default)]
 struct Effects {
     woken: Vec<Arc<Link>>,
+    resumed: Vec<Arc<Link>>,
     persist: Vec<(u64, Change)>,
+    throttled: Vec<(IpAddr, Duration)>,
+}
+
+/// Where a connection's reader stands after giving the engine its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress {
+    pub(crate) flow: Flow,
+    /// It must still authenticate (send `auth`).
+    pub(crate) anonymous: bool,
+}
+
+/// One accepted socket, counted against `max_connections` until dropped.
+pub struct Admission {
+    hub: Arc<Hub>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.hub.sockets.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The broker as the connection tasks see it: one [`Engine`] behind a lock.
@@ -105,6 +134,9 @@ struct Effects {
 pub struct Hub {
     state: Mutex<State>,
     max_line: usize,
+    max_connections: usize,
+    /// Accepted sockets open now, of every transport.
+    sockets: AtomicUsize,
     authenticator: Option<Arc<dyn Authenticator>>,
     spawn: OnceLock<Spawn>,
     transports: TransportCounts,
@@ -136,6 +168,8 @@ impl Hub {
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Hub {
         Hub {
+            max_connections: engine.config().max_connections,
+            sockets: AtomicUsize::new(0),
             state: Mutex::new(State {
                 engine,
                 links: HashMap::new(),
@@ -249,9 +283,30 @@ impl Hub {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Counts an accepted socket against `max_connections`, whatever its
+    /// transport, until the returned admission is dropped; refuses it when
+    /// the server is full or shutting down.
+    pub fn admit(self: &Arc<Self>) -> Result<Admission, mist_engine::Error> {
+        if self.is_stopping() {
+            return Err(mist_engine::Error::ShuttingDown);
+        }
+        let limit = self.max_connections;
+        if self.sockets.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.sockets.fetch_sub(1, Ordering::AcqRel);
+            return Err(mist_engine::Error::TooManyConnections { limit });
+        }
+        Ok(Admission { hub: self.clone() })
+    }
+
+    /// Accepted sockets open now.
+    pub fn sockets(&self) -> usize {
+        self.sockets.load(Ordering::Acquire)
+    }
+
     pub(crate) fn connect(
-        &self,
-        token: Option<Option<&str>>,
+        self: &Arc<Self>,
+        peer: Option<IpAddr>,
+        credentials: Credentials<'_>,
     ) -> Result<(ConnId, Arc<Link>), mist_engine::Error> {
         let link = Arc::new(Link::default());
         let mut state = self.lock();
@@ -262,34 +317,88 @@ impl Hub {
             let limit = state.engine.config().max_connections;
             return Err(mist_engine::Error::TooManyConnections { limit });
         }
-        let conn = match token {
-            None => state.engine.handle_connect(),
-            Some(token) => state.engine.handle_connect_with_token(token)?,
-        };
-        state.links.insert(conn, link.clone());
-        Ok((conn, link))
+        state.engine.handle_timeout(Instant::now());
+        let outcome = state.engine.handle_connect_from(peer, credentials);
+        if let Ok(conn) = outcome {
+            state.links.insert(conn, link.clone());
+        }
+        let effects = drain_outputs(&mut state);
+        drop(state);
+        self.act(effects);
+        outcome.map(|conn| (conn, link))
     }
 
-    /// Applies a batch of decoded lines in order; returns whether the
-    /// connection may keep sending (see [`Engine::accepts_input`]) and
-    /// whether it is to be closed (see [`Engine::is_closing`]).
+    /// Whether `token`, from `peer`, may see what only the admin may (see
+    /// [`Engine::check_admin_token`]).
+    pub fn check_admin_token(
+        self: &Arc<Self>,
+        peer: Option<IpAddr>,
+        token: Option<&str>,
+    ) -> Result<(), mist_engine::Error> {
+        let mut state = self.lock();
+        state.engine.handle_timeout(Instant::now());
+        let outcome = state.engine.check_admin_token(peer, token);
+        let effects = drain_outputs(&mut state);
+        drop(state);
+        self.act(effects);
+        outcome
+    }
+
+    /// Gives the engine a batch of decoded lines, in order; the engine
+    /// applies what this turn allows and keeps the rest (see [`Flow`]).
     pub(crate) fn handle_messages(
         self: &Arc<Self>,
         conn: ConnId,
         messages: &mut Vec<Result<Request, ProtoError>>,
-    ) -> (bool, bool) {
+    ) -> Progress {
+        self.with_engine(conn, |engine| engine.handle_input(conn, messages.drain(..)))
+    }
+
+    /// Gives `conn` another turn for the input the engine holds.
+    pub(crate) fn resume(self: &Arc<Self>, conn: ConnId) -> Progress {
+        self.with_engine(conn, |engine| engine.handle_resume(conn))
+    }
+
+    /// Runs `input` on the engine, then reports where `conn` stands.
+    fn with_engine(self: &Arc<Self>, conn: ConnId, input: impl FnOnce(&mut Engine)) -> Progress {
         let mut state = self.lock();
-        for message in messages.drain(..) {
-            state.engine.handle_message(conn, message);
-        }
-        let flags = (
-            state.engine.accepts_input(conn),
-            state.engine.is_closing(conn),
-        );
+        input(&mut state.engine);
+        let progress = Progress {
+            flow: state.engine.flow(conn),
+            anonymous: state.engine.is_anonymous(conn),
+        };
         let effects = drain_outputs(&mut state);
         drop(state);
         self.act(effects);
-        flags
+        progress
+    }
+
+    /// Where `conn` stands, without giving it input.
+    pub(crate) fn progress(&self, conn: ConnId) -> Progress {
+        let state = self.lock();
+        Progress {
+            flow: state.engine.flow(conn),
+            anonymous: state.engine.is_anonymous(conn),
+        }
+    }
+
+    /// Tells the engine the time: clients past their authentication
+    /// deadline are refused, failed attempts age out.
+    pub fn tick(self: &Arc<Self>) {
+        let mut state = self.lock();
+        state.engine.handle_timeout(Instant::now());
+        let effects = drain_outputs(&mut state);
+        drop(state);
+        self.act(effects);
+    }
+
+    /// Ticks about once a second until the server shuts down. Runtime
+    /// frontends run it when they start.
+    pub async fn keep_time(self: Arc<Self>, runtime: impl Runtime) {
+        while !self.is_stopping() {
+            runtime.sleep(TICK).await;
+            self.tick();
+        }
     }
 
     /// Applies a request, returning its failure rather than queueing it.
@@ -304,10 +413,6 @@ impl Hub {
         drop(state);
         self.act(effects);
         outcome
-    }
-
-    pub(crate) fn accepts_input(&self, conn: ConnId) -> bool {
-        self.lock().engine.accepts_input(conn)
     }
 
     pub(crate) fn input_closed(self: &Arc<Self>, conn: ConnId) {
@@ -332,26 +437,32 @@ impl Hub {
         (got, state.engine.is_closing(conn))
     }
 
-    /// Feeds the authenticator's outcome back, and lets the admin go on.
+    /// Feeds the authenticator's outcome back; the admin goes on.
     fn persisted(self: &Arc<Self>, id: u64, outcome: Result<(), mist_engine::auth::AuthError>) {
         let mut state = self.lock();
-        let admin = state.engine.handle_persisted(id, outcome);
-        let link = admin.and_then(|conn| state.links.get(&conn).cloned());
+        state.engine.handle_persisted(id, outcome);
         let effects = drain_outputs(&mut state);
         drop(state);
         self.act(effects);
-        if let Some(link) = link {
-            link.room.notify();
-        }
     }
 
-    /// Wakes writers and starts storing changes, after the lock is released.
+    /// Wakes writers and readers, starts storing changes and reports
+    /// throttled addresses, after the lock is released.
     fn act(self: &Arc<Self>, effects: Effects) {
         for link in effects.woken {
             link.outbox_ready.notify();
         }
+        for link in effects.resumed {
+            link.room.notify();
+        }
         for (id, change) in effects.persist {
             self.store(id, change);
+        }
+        for (peer, retry_after) in effects.throttled {
+            log::warn!(
+                "{peer}: too many failed authentications; its attempts are refused for {} s",
+                retry_after.as_secs()
+            );
         }
     }
 
@@ -383,7 +494,13 @@ fn drain_outputs(state: &mut State) -> Effects {
                     effects.woken.push(link.clone());
                 }
             }
+            Output::Resume(conn) => {
+                if let Some(link) = state.links.get(&conn) {
+                    effects.resumed.push(link.clone());
+                }
+            }
             Output::Persist { id, change } => effects.persist.push((id, change)),
+            Output::Throttled { peer, retry_after } => effects.throttled.push((peer, retry_after)),
             other => log::error!("unhandled engine output {other:?}"),
         }
     }

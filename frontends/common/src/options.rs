@@ -1,6 +1,11 @@
 //! Settings of the listeners that do not belong to the engine.
 
+use crate::guard::Limits;
 use std::time::Duration;
+
+/// Bytes an HTTP request head or a WebSocket handshake may have; the HTTP
+/// library refuses longer heads too, but only once a line is complete.
+pub const MAX_HEAD: usize = 8 * 1024;
 
 /// How the listeners treat their clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,12 +18,19 @@ pub struct ListenerOptions {
     /// How often a WebSocket client is pinged; one that sends nothing, not
     /// even the pong, for twice that long is closed. `None` turns it off.
     pub ws_keepalive: Option<Duration>,
-    /// Origins allowed by CORS; `*` allows any. Web pages are usually served
-    /// from another origin than the broker, so the default is `*`.
+    /// Origins whose web pages may use the broker, besides its own (see
+    /// [`crate::check_origin`]); `*` allows any.
     pub allowed_origins: Vec<String>,
     /// How often an idle SSE stream gets a keepalive comment, which is also
     /// how soon a client that left is noticed and forgotten.
     pub sse_keepalive: Duration,
+    /// How long a client of a `ws://` listener may take over its handshake.
+    pub handshake_timeout: Duration,
+    /// How long an HTTP client may take to send a request head; also how
+    /// long an idle keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// How long an HTTP request body may take once its head is in.
+    pub body_timeout: Duration,
 }
 
 impl Default for ListenerOptions {
@@ -26,8 +38,31 @@ impl Default for ListenerOptions {
         ListenerOptions {
             keepalive: Some(Duration::from_secs(60)),
             ws_keepalive: Some(Duration::from_secs(30)),
-            allowed_origins: vec!["*".to_string()],
+            allowed_origins: Vec::new(),
             sse_keepalive: Duration::from_secs(15),
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ListenerOptions {
+    /// The bounds on an HTTP listener's requests.
+    pub fn http_limits(&self) -> Limits {
+        Limits {
+            max_head: MAX_HEAD,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+        }
+    }
+
+    /// The bounds on a `ws://` listener's handshakes.
+    pub fn handshake_limits(&self) -> Limits {
+        Limits {
+            max_head: MAX_HEAD,
+            header_timeout: self.handshake_timeout,
+            body_timeout: self.handshake_timeout,
         }
     }
 }

@@ -5,7 +5,10 @@
 //! does the handshake itself, and [`serve_websocket`] for a socket an HTTP
 //! server has already upgraded.
 
-use crate::{refusal_text, request_token, Hub, Inbound, Outbound, Runtime, Session, Via};
+use crate::{
+    check_origin, refusal_text, request_token, Hub, Inbound, ListenerOptions, Outbound, Runtime,
+    Session, Via,
+};
 use async_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as Handshake, Response,
 };
@@ -17,9 +20,11 @@ use bytes::Bytes;
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
+use mist_engine::Credentials;
 use mist_proto::{LineDecoder, ProtoError, Request};
 use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,21 +33,32 @@ use std::time::{Duration, Instant};
 pub const WEBSOCKET_PATHS: [&str; 2] = ["/subscribe/websocket", "/"];
 
 /// Room for the frames of a message up to the line limit (several messages
-/// may share a frame, each still bounded by the limit).
+/// may share a frame, each still bounded by the limit), and small buffers,
+/// so that an idle WebSocket client costs little.
 fn config(hub: &Hub) -> WebSocketConfig {
     let limit = hub.max_line().saturating_add(1024);
     WebSocketConfig::default()
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
 }
 
-/// Performs the handshake of a client of a `ws://` listener, then serves it.
-/// On a secured hub the handshake must carry a valid token (`X-Auth-Token`
-/// header or `x-auth-token` query parameter), else the answer is 401 and no
-/// socket.
+/// The WebSocket library reads into a buffer of this size, and grows it
+/// only for a larger frame.
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are written once this much is buffered, and at every flush.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// Performs the handshake of a client of a `ws://` listener at `peer`, then
+/// serves it. A page from an origin `options` does not allow gets 403; on a
+/// secured hub the handshake must carry a valid token (`X-Auth-Token` header
+/// or `x-auth-token` query parameter), else the answer is 401 and no socket.
 pub async fn accept_websocket<S, R>(
     hub: &Arc<Hub>,
     stream: S,
+    peer: Option<IpAddr>,
+    options: &ListenerOptions,
     pinger: Option<Pinger<R>>,
 ) -> io::Result<()>
 where
@@ -60,17 +76,19 @@ where
             );
             return Err(refusal(StatusCode::NOT_FOUND, &error));
         }
-        let header = request
-            .headers()
-            .get("x-auth-token")
-            .and_then(|v| v.to_str().ok());
-        let token = request_token(header, request.uri().query());
-        match Session::open_with_token(hub, Via::WebSocket, token.as_deref()) {
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        if let Err(error) = check_origin(header("origin"), header("host"), &options.allowed_origins)
+        {
+            return Err(refusal(StatusCode::FORBIDDEN, &error));
+        }
+        let token = request_token(header("x-auth-token"), request.uri().query());
+        let credentials = Credentials::Token(token.as_deref());
+        match Session::open(hub, Via::WebSocket, peer, credentials) {
             Ok(opened) => {
                 session = Some(opened);
                 Ok(response)
             }
-            Err(e) => Err(refusal(StatusCode::UNAUTHORIZED, &refusal_text(&e))),
+            Err(e) => Err(refusal(refusal_status(&e), &refusal_text(&e))),
         }
     };
     let socket = async_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(hub)))
@@ -79,6 +97,17 @@ where
     match session {
         Some(session) => run(session, socket, pinger).await,
         None => Ok(()),
+    }
+}
+
+/// The status that refuses a WebSocket client for `error`.
+fn refusal_status(error: &mist_engine::Error) -> StatusCode {
+    match error {
+        mist_engine::Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        mist_engine::Error::TooManyConnections { .. } | mist_engine::Error::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::UNAUTHORIZED,
     }
 }
 

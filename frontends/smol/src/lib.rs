@@ -1,8 +1,8 @@
 //! The smol frontend: binds listeners, accepts connections and runs one task
-//! per connection on a multi-threaded smol executor. TCP and WebSocket
-//! clients run the shared [`mist_frontend::serve_accepted`]; HTTP requests are
-//! parsed by async-h1 and answered by the shared [`HttpService`]. Nothing here
-//! interprets a command, and nothing here depends on async-std.
+//! per connection on a multi-threaded smol executor, with the shared
+//! [`Listening::accept_loop`]; HTTP requests are parsed by async-h1 and
+//! answered by the shared [`HttpService`]. Nothing here interprets a
+//! command, and nothing here depends on async-std.
 //!
 //! ```no_run
 //! use mist_frontend::{ListenerOptions, Hub};
@@ -19,23 +19,16 @@
 #![warn(missing_docs)]
 
 use mist_frontend::listener::{bind_all, CustomListeners, ListenerSpec};
-use mist_frontend::{
-    serve_accepted, Error, HttpService, Hub, ListenerOptions, Pinger, Runtime, Task, Transport,
-};
-use smol::net::{TcpListener, TcpStream};
+use mist_frontend::{Error, HttpService, Hub, ListenerOptions, Listening, Runtime, Task};
+use smol::net::TcpListener;
 use smol::{future, Executor, Timer};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 /// The listener schemes this frontend serves.
 pub const SCHEMES: [&str; 3] = ["tcp", "ws", "http"];
-
-/// How long to pause accepting after an accept error such as running out of
-/// file descriptors, instead of spinning on it.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Listeners bound and ready to accept.
 pub struct Server {
@@ -94,56 +87,40 @@ impl Server {
         let spawn_on = executor.clone();
         self.hub
             .set_spawner(move |task| spawn_on.spawn(task).detach());
+        let runtime = Smol(executor.clone());
+        let listening = Listening {
+            hub: self.hub.clone(),
+            options: Arc::new(self.http),
+            runtime: runtime.clone(),
+        };
+        runtime.spawn(self.hub.clone().keep_time(runtime.clone()));
+        let service = HttpService::new(self.hub.clone(), listening.options.clone(), runtime);
+        let respond = move |request| {
+            let service = service.clone();
+            async move { Ok(service.respond(request).await) }
+        };
         let mut loops = Vec::new();
-        let spawner = Smol(executor.clone());
-        let every = self.http.ws_keepalive;
-        let pinger = every.map(|every| Pinger {
-            runtime: spawner.clone(),
-            every,
-        });
         for (spec, listener) in self.listeners {
-            let hub = self.hub.clone();
-            let pinger = pinger.clone();
-            let accepting = match spec.scheme.as_str() {
-                "http" => {
-                    let service = HttpService::new(hub, self.http.clone(), spawner.clone());
-                    executor.spawn(accept_loop(
-                        spec,
-                        listener,
-                        spawner.clone(),
-                        move |stream, peer| serve_http(service.clone(), stream, peer),
-                    ))
+            let listener = match TcpListener::try_from(listener) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    log::error!("cannot register {spec} with the reactor: {e}");
+                    continue;
                 }
-                "ws" => executor.spawn(accept_loop(
-                    spec,
-                    listener,
-                    spawner.clone(),
-                    move |stream, peer| {
-                        serve_accepted(
-                            hub.clone(),
-                            Transport::WebSocket,
-                            stream,
-                            peer,
-                            pinger.clone(),
-                        )
-                    },
-                )),
-                _ => executor.spawn(accept_loop(
-                    spec,
-                    listener,
-                    spawner.clone(),
-                    move |stream, peer| {
-                        serve_accepted(
-                            hub.clone(),
-                            Transport::Lines,
-                            stream,
-                            peer,
-                            None::<Pinger<Smol>>,
-                        )
-                    },
-                )),
             };
-            loops.push(accepting);
+            let accept = move || {
+                let listener = listener.clone();
+                async move {
+                    let (stream, peer) = listener.accept().await?;
+                    // Writes are already coalesced; Nagle would only add latency.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+                    }
+                    Ok((stream, peer))
+                }
+            };
+            let accepting = listening.clone().accept_loop(spec, accept, respond.clone());
+            loops.push(executor.spawn(accepting));
         }
         for (_, accepting) in self.custom {
             loops.push(executor.spawn(accepting));
@@ -185,49 +162,5 @@ impl Runtime for Smol {
         async move {
             timer.await;
         }
-    }
-}
-
-async fn accept_loop<F, Fut>(
-    spec: ListenerSpec,
-    listener: std::net::TcpListener,
-    spawner: Smol,
-    serve: F,
-) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let listener = match TcpListener::try_from(listener) {
-        Ok(listener) => listener,
-        Err(e) => return log::error!("cannot register {spec} with the reactor: {e}"),
-    };
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                // Writes are already coalesced; Nagle would only add latency.
-                if let Err(e) = stream.set_nodelay(true) {
-                    log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
-                }
-                spawner.spawn(serve(stream, peer));
-            }
-            Err(e) => {
-                log::error!("accepting on {spec} failed: {e}; retrying shortly");
-                Timer::after(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
-}
-
-/// One HTTP connection: async-h1 parses each request, the service answers it.
-async fn serve_http(service: HttpService<Smol>, stream: TcpStream, peer: SocketAddr) {
-    log::debug!("{peer} connected (Http)");
-    let outcome = async_h1::accept(stream, |request| {
-        let service = service.clone();
-        async move { Ok(service.respond(request).await) }
-    })
-    .await;
-    match outcome {
-        Ok(()) => log::debug!("{peer} disconnected"),
-        Err(e) => log::debug!("{peer}: HTTP connection ended: {e}"),
     }
 }

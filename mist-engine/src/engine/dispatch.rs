@@ -1,0 +1,194 @@
+//! Routing one request to its command, the checks every command shares
+//! (tags present, within limits, permitted), and how large a reply applying
+//! a request can queue, which decides whether it may be applied now.
+
+use super::{Conn, ConnId, Engine};
+use crate::access::Role;
+use crate::extension::{CommandContext, CommandHandler};
+use crate::Error;
+use mist_proto::encode::{self, escaped_len};
+use mist_proto::{Command, ProtoError, Request};
+
+/// Room for the fixed part of any reply: the frame's keys, a count, the
+/// longest fixed error text.
+const REPLY_FRAME: usize = 512;
+
+/// Room a custom command's own replies may take beyond an error.
+const CUSTOM_REPLY: usize = 64 * 1024;
+
+impl Engine {
+    /// Applies one received line: a decoding error or a refusal is answered,
+    /// and a client that must authenticate first is refused and closed
+    /// unless the line is a valid `auth`.
+    pub(super) fn process(&mut self, conn: ConnId, message: Result<Request, ProtoError>) {
+        let anonymous = self.is_anonymous(conn);
+        let request = match message {
+            Ok(request) => request,
+            Err(_) if anonymous => return self.refuse(conn, "", Error::AuthRequired),
+            Err(e) => return self.reply_error(conn, "", None, Error::from(e)),
+        };
+        if anonymous && request.command != Command::Auth {
+            return self.refuse(conn, request.command.as_str(), Error::AuthRequired);
+        }
+        if let Err(e) = self.handle_command(conn, &request) {
+            if anonymous {
+                return self.refuse(conn, request.command.as_str(), e);
+            }
+            let command = request.command.as_str();
+            self.reply_error(conn, command, request.tags.as_deref(), e);
+        }
+    }
+
+    /// Input: a request from `conn` whose failure the caller reports itself,
+    /// for transports that answer out of band (an HTTP status, say). Replies
+    /// on success are queued as usual.
+    pub fn handle_command(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
+        if self.conn(conn).is_none() {
+            return Ok(());
+        }
+        self.work += 1 + request.tags.as_ref().map_or(0, |t| t.len() as u64);
+        match request.command {
+            Command::Ping => {
+                self.reply(conn, encode::pong());
+                Ok(())
+            }
+            Command::Subscribe => self.subscribe(conn, request),
+            Command::Unsubscribe => self.unsubscribe(conn, request),
+            Command::Publish => self.publish(conn, request),
+            Command::List => {
+                self.list(conn);
+                Ok(())
+            }
+            Command::Auth => self.authenticate(conn, request),
+            Command::Who => {
+                let frame = encode::who(self.stats.connections, self.stats.subscribers);
+                self.reply(conn, frame);
+                Ok(())
+            }
+            Command::Listall => self.listall(conn),
+            Command::Register
+            | Command::Unregister
+            | Command::Set
+            | Command::Unset
+            | Command::Tags => self.admin(conn, request),
+            Command::Other(ref name) => self.custom(conn, name, request),
+        }
+    }
+
+    /// The most bytes that applying `message` can queue for its sender.
+    pub(super) fn reply_bound(&self, c: &Conn, message: &Result<Request, ProtoError>) -> usize {
+        let request = match message {
+            // Error texts may quote the line; each byte escapes to at most 6.
+            Err(e) => return REPLY_FRAME + 6 * e.to_string().len(),
+            Ok(request) => request,
+        };
+        let error = error_bound(request);
+        match &request.command {
+            Command::List => error.max(REPLY_FRAME + 2 * c.subscriptions.bytes()),
+            Command::Listall => match self.listall_bound() {
+                Some(reply) => error.max(reply),
+                None => error,
+            },
+            Command::Tags => {
+                let granted = self.access.as_ref().and_then(|access| {
+                    let token = request.data.as_ref()?.to_text();
+                    access
+                        .tags_of(&token)
+                        .map(|tags| tags.iter().map(|t| escaped_len(t) + 3).sum::<usize>())
+                });
+                error + granted.unwrap_or(0)
+            }
+            Command::Other(name) if self.commands.contains_key(name) => error + CUSTOM_REPLY,
+            _ => error,
+        }
+    }
+
+    /// The largest `listall` reply, or `None` if it would not fit in an
+    /// outbox at all (then `listall` answers an error instead).
+    pub(super) fn listall_bound(&self) -> Option<usize> {
+        let bound = REPLY_FRAME + 2 * self.index.distinct_bytes();
+        (bound <= self.config.max_outbox_bytes).then_some(bound)
+    }
+
+    /// The request's tags, checked for presence, count and length.
+    pub(super) fn required_tags<'r>(
+        &self,
+        command: &'static str,
+        request: &'r Request,
+    ) -> Result<&'r [String], Error> {
+        match request.tags.as_deref() {
+            None | Some([]) => Err(Error::MissingTags { command }),
+            Some(tags) => self.check_tags(tags).map(|()| tags),
+        }
+    }
+
+    /// Tags within [`crate::Config::max_tags`] and
+    /// [`crate::Config::max_tag_bytes`].
+    pub(super) fn check_tags(&self, tags: &[String]) -> Result<(), Error> {
+        if tags.len() > self.config.max_tags {
+            return Err(Error::TooManyTags {
+                limit: self.config.max_tags,
+            });
+        }
+        if tags.iter().any(|t| t.len() > self.config.max_tag_bytes) {
+            return Err(Error::TagTooLong {
+                limit: self.config.max_tag_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The role `conn` holds (a gone connection has none).
+    pub(super) fn role(&self, conn: ConnId) -> Role {
+        self.conn(conn).map_or(Role::Anonymous, |c| c.role)
+    }
+
+    /// Whether `conn` may use all of `tags`.
+    pub(super) fn permit(&self, conn: ConnId, tags: &[String]) -> Result<(), Error> {
+        match &self.access {
+            None => Ok(()),
+            Some(access) => access.permit(self.role(conn), tags),
+        }
+    }
+
+    /// Whether `conn` holds the server token (never on an open server).
+    pub(crate) fn is_admin(&self, conn: ConnId) -> bool {
+        self.role(conn) == Role::Admin
+    }
+
+    /// Adds a command of the embedder's own. Built-in names are refused.
+    /// See [`crate::extension`].
+    pub fn register_command(
+        &mut self,
+        name: impl Into<String>,
+        handler: CommandHandler,
+    ) -> Result<(), Error> {
+        let name = name.into();
+        if !matches!(Command::from(name.as_str()), Command::Other(_)) {
+            return Err(Error::Custom(format!(
+                "{name} is a built-in command and cannot be replaced"
+            )));
+        }
+        self.commands.insert(name, handler);
+        Ok(())
+    }
+
+    fn custom(&mut self, conn: ConnId, name: &str, request: &Request) -> Result<(), Error> {
+        // Taken out while it runs, so the handler may use the engine freely.
+        let Some(mut handler) = self.commands.remove(name) else {
+            return Err(Error::UnknownCommand);
+        };
+        let outcome = handler(&mut CommandContext { engine: self, conn }, request);
+        self.commands.insert(name.to_string(), handler);
+        outcome
+    }
+}
+
+/// The largest error reply `request` can get: it echoes the command and the
+/// tags, and the error text may name the tags again.
+fn error_bound(request: &Request) -> usize {
+    let tags = request.tags.as_deref().map_or(0, |tags| {
+        tags.iter().map(|t| escaped_len(t) + 3).sum::<usize>()
+    });
+    REPLY_FRAME + escaped_len(request.command.as_str()) + 2 * tags
+}

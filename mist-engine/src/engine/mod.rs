@@ -1,0 +1,531 @@
+//! The broker state machine: connections in, their input applied in turns,
+//! frames out. The commands themselves live in the submodules, one file per
+//! group: [`dispatch`] routes a request and bounds its reply, and
+//! [`subscribe`], [`publish`], [`lists`] and [`admin`] do the work.
+
+mod admin;
+mod dispatch;
+mod lists;
+mod publish;
+mod subscribe;
+
+use crate::access::{Access, Role};
+use crate::auth::Grants;
+use crate::extension::CommandHandler;
+use crate::index::{Index, Subscriptions, TagId};
+use crate::outbox::{Outbox, Queued};
+use crate::{Config, Error};
+use bytes::Bytes;
+use mist_proto::{encode, ProtoError, Request};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Names one connection for as long as it is open. Ids of closed connections
+/// are not confused with new ones: a slot's generation changes on reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u64);
+
+impl ConnId {
+    fn new(slot: u32, generation: u32) -> ConnId {
+        ConnId(u64::from(generation) << 32 | u64::from(slot))
+    }
+
+    fn slot(self) -> usize {
+        (self.0 & u64::from(u32::MAX)) as usize
+    }
+
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(n: u64) -> ConnId {
+        ConnId(n)
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.slot(), self.generation())
+    }
+}
+
+/// Something the caller must act on; see the crate docs for the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// The connection's outbox went from empty to non-empty: wake its writer,
+    /// which collects the frames with [`Engine::poll_transmit`].
+    Transmit(ConnId),
+    /// An admin change to store with the authenticator ([`Change::apply`]),
+    /// outside the engine; report the outcome with [`Engine::handle_persisted`].
+    /// Changes to different tokens may be out at the same time.
+    ///
+    /// [`Change::apply`]: crate::auth::Change::apply
+    Persist {
+        /// Names this change in [`Engine::handle_persisted`].
+        id: u64,
+        /// What to store.
+        change: crate::auth::Change,
+    },
+    /// The connection's admin change settled, so its input may go on: its
+    /// reader should call [`Engine::handle_resume`].
+    Resume(ConnId),
+    /// A client address used up its failed authentications: its attempts
+    /// are refused, unchecked, for `retry_after`. Reported once each time.
+    Throttled {
+        /// The address (for IPv6, any address of its /64).
+        peer: IpAddr,
+        /// How long its attempts are refused.
+        retry_after: Duration,
+    },
+}
+
+/// What a connection's reader should do next, after any input it gave
+/// (see [`Engine::flow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// All of its input has been applied: read more.
+    Read,
+    /// It has input left, and its turn's work is used up: let other
+    /// connections run, then call [`Engine::handle_resume`].
+    Yield,
+    /// Its next input waits for room in its outbox (its writer must write
+    /// what is queued) or for an admin change of its own to settle: wait
+    /// until the writer took frames or [`Output::Resume`] came, then call
+    /// [`Engine::handle_resume`].
+    Wait,
+    /// It was refused or revoked: read nothing more; its writer writes what
+    /// is queued and closes it.
+    Close,
+}
+
+/// How a connecting client proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// It will send `auth` as its first message (the line protocol).
+    InBand,
+    /// It gave a token, or none, out of band (an HTTP header).
+    Token(Option<&'a str>),
+}
+
+/// Counters over the engine's whole life, and its current size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Subscriptions held now, across all connections.
+    pub subscriptions: usize,
+    /// Connections holding at least one subscription now.
+    pub subscribers: usize,
+    /// Messages accepted for publishing.
+    pub published: u64,
+    /// Deliveries queued for subscribers.
+    pub delivered: u64,
+    /// Deliveries dropped because the subscriber's outbox was full.
+    pub dropped: u64,
+}
+
+/// One connection's outbox as seen from outside.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Frames queued or being written.
+    pub queued_frames: usize,
+    /// Bytes queued or being written.
+    pub queued_bytes: usize,
+    /// Deliveries to it dropped so far.
+    pub dropped: u64,
+    /// Received input not applied yet.
+    pub pending_input: usize,
+}
+
+struct Conn {
+    role: Role,
+    peer: Option<IpAddr>,
+    /// Refused or revoked: its remaining frames go out, then it is closed.
+    closing: bool,
+    /// An admin change of this connection is with the authenticator; its
+    /// input waits, so commands still apply in order.
+    waiting: bool,
+    /// Input received and not applied yet: it waits for a turn, for room
+    /// for its reply, or for an admin change.
+    input: VecDeque<Result<Request, ProtoError>>,
+    subscriptions: Subscriptions,
+    outbox: Outbox,
+    /// The last publish delivered here, so several matching subscriptions
+    /// still mean one delivery.
+    last_publish: u64,
+}
+
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+/// The broker. See the crate documentation for how to drive it.
+pub struct Engine {
+    config: Config,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    index: Index,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+    /// Numbers publishes for once-per-connection delivery and grant checks.
+    publish_seq: u64,
+    /// Reused for each publish's tag ids and recipients, to keep allocation
+    /// off the hot path.
+    scratch: Vec<TagId>,
+    recipients: Vec<ConnId>,
+    /// `None` for an open server.
+    access: Option<Access>,
+    /// Commands registered by an embedder.
+    commands: HashMap<String, CommandHandler>,
+    /// Work done since the engine started, in the units of
+    /// [`Config::work_per_turn`].
+    work: u64,
+    /// The time last passed in with [`Engine::handle_timeout`].
+    now: Option<Instant>,
+    /// Connections that must authenticate in band, by deadline.
+    auth_deadlines: VecDeque<(Instant, ConnId)>,
+}
+
+/// The open connection `id` among `slots`.
+fn conn_in(slots: &mut [Slot], id: ConnId) -> Option<&mut Conn> {
+    let slot = slots.get_mut(id.slot())?;
+    (slot.generation == id.generation()).then_some(slot.conn.as_mut())?
+}
+
+impl Engine {
+    /// An open engine: no authentication, no admin commands.
+    pub fn new(config: Config) -> Engine {
+        Engine {
+            config,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            index: Index::default(),
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+            publish_seq: 0,
+            scratch: Vec::new(),
+            recipients: Vec::new(),
+            access: None,
+            commands: HashMap::new(),
+            work: 0,
+            now: None,
+            auth_deadlines: VecDeque::new(),
+        }
+    }
+
+    /// An engine that wants a token from every client: `server_token` is the
+    /// admin's, `grants` the registered tokens as the authenticator loaded them.
+    ///
+    /// ```
+    /// use mist_engine::auth::Grants;
+    /// use mist_engine::{Config, Engine};
+    ///
+    /// let mut grants = Grants::new();
+    /// grants.insert("reader".into(), ["news".to_string()].into());
+    /// let mut engine = Engine::secured(Config::default(), "admin".into(), grants);
+    /// assert!(engine.handle_connect_with_token(Some("reader")).is_ok());
+    /// assert!(engine.handle_connect_with_token(Some("guess")).is_err());
+    /// ```
+    pub fn secured(config: Config, server_token: String, grants: Grants) -> Engine {
+        let access = Access::new(server_token, grants, &config);
+        Engine {
+            access: Some(access),
+            ..Engine::new(config)
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether [`Config::max_connections`] are open; the caller should
+    /// refuse new clients until some leave.
+    pub fn at_capacity(&self) -> bool {
+        self.stats.connections >= self.config.max_connections
+    }
+
+    /// Input: a client connected. On a secured engine its first message must
+    /// be `auth` (the line protocol).
+    pub fn handle_connect(&mut self) -> ConnId {
+        let conn = self.handle_connect_from(None, Credentials::InBand);
+        conn.expect("a client that authenticates in band is always let in")
+    }
+
+    /// Input: a client connected with a token it gave out of band (an HTTP
+    /// header or query parameter). A secured engine refuses a missing or
+    /// unknown token; an open one ignores it.
+    pub fn handle_connect_with_token(&mut self, token: Option<&str>) -> Result<ConnId, Error> {
+        self.handle_connect_from(None, Credentials::Token(token))
+    }
+
+    /// Input: a client connected from `peer`. Its failed authentications
+    /// count against that address ([`Config::max_auth_failures`]); a client
+    /// that authenticates in band must do so within
+    /// [`Config::auth_timeout`] of the time last passed in.
+    pub fn handle_connect_from(
+        &mut self,
+        peer: Option<IpAddr>,
+        credentials: Credentials<'_>,
+    ) -> Result<ConnId, Error> {
+        let role = match (&self.access, credentials) {
+            (None, _) => Role::Open,
+            (Some(_), Credentials::InBand) => Role::Anonymous,
+            (Some(_), Credentials::Token(None)) => return Err(Error::AuthRequired),
+            (Some(_), Credentials::Token(Some(token))) => self.check_token(peer, token)?,
+        };
+        let conn = self.connect_as(role, peer);
+        if role == Role::Anonymous {
+            if let Some(now) = self.now {
+                let deadline = now + self.config.auth_timeout;
+                self.auth_deadlines.push_back((deadline, conn));
+            }
+        }
+        Ok(conn)
+    }
+
+    fn connect_as(&mut self, role: Role, peer: Option<IpAddr>) -> ConnId {
+        let conn = Conn {
+            role,
+            peer,
+            closing: false,
+            waiting: false,
+            input: VecDeque::new(),
+            subscriptions: Subscriptions::default(),
+            outbox: Outbox::default(),
+            last_publish: 0,
+        };
+        self.stats.connections += 1;
+        if let Some(slot) = self.free_slots.pop() {
+            let entry = &mut self.slots[slot as usize];
+            entry.generation = entry.generation.wrapping_add(1);
+            entry.conn = Some(conn);
+            return ConnId::new(slot, entry.generation);
+        }
+        let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 connections");
+        self.slots.push(Slot {
+            generation: 0,
+            conn: Some(conn),
+        });
+        ConnId::new(slot, 0)
+    }
+
+    /// Input: one line from `conn`, decoded or not; see [`Engine::handle_input`].
+    pub fn handle_message(&mut self, conn: ConnId, message: Result<Request, ProtoError>) {
+        self.handle_input(conn, [message]);
+    }
+
+    /// Input: lines from `conn`, decoded or not, in the order they arrived.
+    /// They are applied in order, as far as this turn's work allows and as
+    /// long as the connection's outbox has room for the largest reply the
+    /// next one can get; the rest wait in the engine (see [`Engine::flow`]).
+    /// A failure is answered in `conn`'s outbox, in order with its other
+    /// replies. Unknown ids are ignored.
+    pub fn handle_input(
+        &mut self,
+        conn: ConnId,
+        messages: impl IntoIterator<Item = Result<Request, ProtoError>>,
+    ) {
+        let Some(c) = self.conn_mut(conn) else { return };
+        if c.closing {
+            return;
+        }
+        c.input.extend(messages);
+        self.run_turn(conn);
+    }
+
+    /// Input: `conn` may go on with its waiting input, for another turn.
+    pub fn handle_resume(&mut self, conn: ConnId) {
+        self.run_turn(conn);
+    }
+
+    /// Applies `conn`'s waiting input until it is all applied, the turn's
+    /// work is used up, or the next one must wait.
+    fn run_turn(&mut self, conn: ConnId) {
+        let end = self.work.saturating_add(self.config.work_per_turn);
+        while self.work < end && self.next_fits(conn) {
+            let Some(message) = self.conn_mut(conn).and_then(|c| c.input.pop_front()) else {
+                return;
+            };
+            self.work += 1;
+            self.process(conn, message);
+        }
+    }
+
+    /// Whether `conn`'s next input can be applied now: it is neither closing
+    /// nor waiting for an admin change, and its outbox has room for the
+    /// largest reply that input can get.
+    fn next_fits(&self, conn: ConnId) -> bool {
+        let Some(c) = self.conn(conn) else {
+            return false;
+        };
+        let Some(next) = c.input.front() else {
+            return false;
+        };
+        // An empty outbox takes any reply: no need to size it.
+        !c.closing
+            && !c.waiting
+            && (c.outbox.is_empty() || c.outbox.has_room(self.reply_bound(c, next), &self.config))
+    }
+
+    /// What `conn`'s reader should do next.
+    pub fn flow(&self, conn: ConnId) -> Flow {
+        match self.conn(conn) {
+            None => Flow::Close,
+            Some(c) if c.closing => Flow::Close,
+            Some(c) if c.input.is_empty() && !c.waiting => Flow::Read,
+            Some(_) if self.next_fits(conn) => Flow::Yield,
+            Some(_) => Flow::Wait,
+        }
+    }
+
+    /// Whether `conn` must still authenticate (send `auth`).
+    pub fn is_anonymous(&self, conn: ConnId) -> bool {
+        self.conn(conn).is_some_and(|c| c.role == Role::Anonymous)
+    }
+
+    /// Whether `conn` was refused or revoked: once its outbox is written, the
+    /// frontend should close it.
+    pub fn is_closing(&self, conn: ConnId) -> bool {
+        self.conn(conn).is_some_and(|c| c.closing)
+    }
+
+    /// Answers a client that failed to authenticate, then closes it.
+    fn refuse(&mut self, conn: ConnId, command: &str, error: Error) {
+        self.reply_error(conn, command, None, error);
+        self.close(conn);
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.handle_input_closed(conn);
+        if let Some(c) = self.conn_mut(conn) {
+            c.closing = true;
+        }
+    }
+
+    /// Input: the current time. Clients that had to authenticate in band
+    /// and did not within [`Config::auth_timeout`] are refused and closed,
+    /// and failed authentications are counted in windows of this time.
+    /// Call it when the engine starts and then about once a second.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
+        while let Some(&(deadline, conn)) = self.auth_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.auth_deadlines.pop_front();
+            if self.is_anonymous(conn) && !self.is_closing(conn) {
+                let seconds = self.config.auth_timeout.as_secs();
+                self.refuse(conn, "auth", Error::AuthTimeout { seconds });
+            }
+        }
+    }
+
+    /// Input: `conn` will send nothing more. Its subscriptions end now, and
+    /// input still waiting is dropped (a frontend lets it be applied first,
+    /// see [`Flow`]); frames already queued for it can still be collected
+    /// with `poll_transmit`.
+    pub fn handle_input_closed(&mut self, conn: ConnId) {
+        if let Some(c) = self.conn_mut(conn) {
+            c.input.clear();
+        }
+        self.change_subscriptions(conn, |index, subs| index.clear(conn, subs));
+    }
+
+    /// Input: the server is shutting down. Every connection stops receiving
+    /// and is closed once what is queued for it has been written.
+    pub fn handle_shutdown(&mut self) {
+        let open: Vec<ConnId> = self.open_conns().collect();
+        for conn in open {
+            self.close(conn);
+        }
+    }
+
+    /// Input: `conn` is gone. Everything about it is forgotten.
+    pub fn handle_disconnect(&mut self, conn: ConnId) {
+        self.handle_input_closed(conn);
+        if let Some(access) = self.access.as_mut() {
+            access.forget(conn);
+        }
+        if self.conn(conn).is_some() {
+            self.slots[conn.slot()].conn = None;
+            self.free_slots.push(conn.slot() as u32);
+            self.stats.connections -= 1;
+        }
+    }
+
+    /// Output: the next thing the caller must act on.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Output: moves every frame queued for `conn` into `batch`, which must be
+    /// empty, and returns whether there were any. Calling it also tells the
+    /// engine that the previous batch has been written, which makes room
+    /// for waiting input ([`Flow::Wait`]).
+    pub fn poll_transmit(&mut self, conn: ConnId, batch: &mut VecDeque<Bytes>) -> bool {
+        match self.conn_mut(conn) {
+            Some(c) => c.outbox.take(batch),
+            None => false,
+        }
+    }
+
+    /// Counters for the whole engine.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Work done since the engine started, in the units of
+    /// [`Config::work_per_turn`]: what a frontend can watch to see how much
+    /// a client costs.
+    pub fn work(&self) -> u64 {
+        self.work
+    }
+
+    /// The state of one connection, if it is open.
+    pub fn conn_stats(&self, conn: ConnId) -> Option<ConnStats> {
+        self.conn(conn).map(|c| {
+            let (queued_frames, queued_bytes) = c.outbox.queued();
+            ConnStats {
+                queued_frames,
+                queued_bytes,
+                dropped: c.outbox.dropped,
+                pending_input: c.input.len(),
+            }
+        })
+    }
+
+    fn conn(&self, id: ConnId) -> Option<&Conn> {
+        let slot = self.slots.get(id.slot())?;
+        (slot.generation == id.generation()).then_some(slot.conn.as_ref())?
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        conn_in(&mut self.slots, id)
+    }
+
+    /// The ids of every open connection.
+    fn open_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.conn.is_some())
+            .map(|(i, slot)| ConnId::new(i as u32, slot.generation))
+    }
+
+    fn reply_error(&mut self, conn: ConnId, command: &str, tags: Option<&[String]>, error: Error) {
+        self.reply(conn, encode::error(command, tags, &error.to_string()));
+    }
+
+    pub(crate) fn reply(&mut self, conn: ConnId, frame: Bytes) {
+        let Some(c) = self.conn_mut(conn) else { return };
+        if c.outbox.push_reply(frame) == (Queued::Yes { first: true }) {
+            self.outputs.push_back(Output::Transmit(conn));
+        }
+    }
+}

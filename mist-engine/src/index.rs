@@ -37,6 +37,14 @@ pub(crate) fn set_bytes(escaped: impl IntoIterator<Item = usize>) -> usize {
     2 + escaped.into_iter().map(|e| e + 3).sum::<usize>()
 }
 
+/// Gives back most of a map's room once it holds a quarter of it, so that a
+/// burst of subscriptions does not pin memory after they are gone.
+fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V, RandomState>) {
+    if map.len() * 4 < map.capacity() && map.capacity() > 1024 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
 /// One interned tag.
 struct Tag {
     name: Box<str>,
@@ -241,6 +249,18 @@ impl Index {
         if let Ok(entry) = self.lookup.find_entry(hash, |&x| x == id) {
             entry.remove();
         }
+        if self.lookup.len() * 4 < self.lookup.capacity() && self.lookup.capacity() > 1024 {
+            let Index {
+                lookup,
+                tags,
+                hasher,
+                ..
+            } = self;
+            lookup.shrink_to(lookup.len() * 2, |&id| {
+                let name: &str = tags[id as usize].as_ref().map_or("", |t| &t.name);
+                hasher.hash_one(name)
+            });
+        }
         self.tags[id as usize] = None;
         self.free.push(id);
     }
@@ -310,6 +330,7 @@ impl Index {
         let Some((set, place)) = subs.sets.remove_entry(set) else {
             return false;
         };
+        shrink_if_sparse(&mut subs.sets);
         let tag = self.tag_mut(place.anchor);
         tag.anchored_count -= 1;
         if place.pos == WHOLE {
@@ -354,6 +375,7 @@ impl Index {
             if *holders == 0 {
                 self.distinct.remove(set);
                 self.distinct_bytes -= bytes;
+                shrink_if_sparse(&mut self.distinct);
             }
         }
         for &id in set.iter() {

@@ -280,3 +280,42 @@ fn closing_input_ends_subscriptions_but_keeps_queued_frames() {
     let reused = broker.connect();
     assert_ne!(reused, sub, "a new connection never takes an old id");
 }
+
+#[test]
+fn a_publish_costs_at_most_the_tags_of_the_subscriptions_it_could_match() {
+    let config = Config {
+        max_subscription_bytes: usize::MAX,
+        ..Config::default()
+    };
+    let mut broker = Broker::new(config);
+    let tag = |i: usize| format!("t{i:02}");
+    // 1,000 subscriptions of 40 tags, each with t63, which no message has:
+    // every publish of the other 63 tags nearly matches all of them.
+    let tenant = broker.connect();
+    for n in 0..1000u64 {
+        let mut state = n * 7_919 + 1;
+        let mut tags: Vec<String> = (0..63).map(tag).collect();
+        for i in (1..tags.len()).rev() {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            tags.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        tags.truncate(39);
+        tags.push(tag(63));
+        broker.send(tenant, Request::new("subscribe").tags(tags));
+    }
+    assert_eq!(broker.engine.stats().subscriptions, 1000);
+    let publisher = broker.connect();
+    let before = broker.engine.work();
+    broker.send(
+        publisher,
+        Request::new("publish").tags((0..63).map(tag)).data("x"),
+    );
+    let spent = broker.engine.work() - before;
+    assert!(broker.received(tenant).is_empty());
+    assert!(
+        spent <= 1000 * 40 + 1000 + 64 + 16,
+        "a publish that matches nothing cost {spent} units"
+    );
+}

@@ -596,3 +596,92 @@ impl EventStream {
         }
     }
 }
+
+/// A well-behaved client that keeps pinging the server over TCP (and over
+/// HTTP, when the server has an HTTP listener) from a thread of its own
+/// while an attack runs, and reports the slowest answers it got.
+pub struct Bystander {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Served>>,
+}
+
+/// What a [`Bystander`] saw.
+#[derive(Debug)]
+pub struct Served {
+    /// Pings answered.
+    pub pings: usize,
+    /// The slowest TCP ping's round trip.
+    pub slowest: Duration,
+    /// The slowest HTTP `GET /ping`.
+    pub slowest_http: Duration,
+}
+
+impl Bystander {
+    /// Starts pinging `server` every `every`; a bystander with a token
+    /// authenticates first.
+    pub fn start(server: &Server, token: Option<&str>, every: Duration) -> Bystander {
+        let mut client = server.connect();
+        if let Some(token) = token {
+            client.send(Request::new("auth").data(token));
+        }
+        client.sync();
+        let http_addr = server.listeners.get("http").cloned();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut served = Served {
+                pings: 0,
+                slowest: Duration::ZERO,
+                slowest_http: Duration::ZERO,
+            };
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let start = Instant::now();
+                client.sync();
+                served.slowest = served.slowest.max(start.elapsed());
+                served.pings += 1;
+                if let Some(addr) = &http_addr {
+                    if served.pings % 5 == 0 {
+                        let start = Instant::now();
+                        let pong = http(addr, "GET", "/ping", &[], b"");
+                        assert_eq!(pong.status, 200);
+                        served.slowest_http = served.slowest_http.max(start.elapsed());
+                    }
+                }
+                std::thread::sleep(every);
+            }
+            served
+        });
+        Bystander {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops pinging and says how it went.
+    pub fn finish(mut self) -> Served {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the bystander was served")
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Registers `token` with `tags` through the admin's connection.
+pub fn register(server: &Server, admin: &str, token: &str, tags: &[&str]) {
+    let mut client = server.connect();
+    client.send(Request::new("auth").data(admin));
+    client.send(
+        Request::new("register")
+            .tags(tags.iter().copied())
+            .data(token),
+    );
+    assert_eq!(client.sync(), [], "register {token}");
+}

@@ -8,12 +8,13 @@ use bytes::Bytes;
 use mist_engine::auth::{Authenticator, Change, Grants};
 use mist_engine::{Config, ConnId, Credentials, Engine, Flow, Output, Stats};
 use mist_proto::{ProtoError, Request};
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often the engine is told the time: the resolution of the
@@ -278,9 +279,10 @@ impl Hub {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // The engine never panics on client input; if something else did while
-        // holding the lock, serving the other clients beats stopping them all.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        // parking_lot's lock does not poison: the engine never panics on
+        // client input, and if something else did while holding the lock,
+        // serving the other clients beats stopping them all.
+        self.state.lock()
     }
 
     /// Counts an accepted socket against `max_connections`, whatever its
@@ -368,7 +370,14 @@ impl Hub {
             anonymous: state.engine.is_anonymous(conn),
         };
         let effects = drain_outputs(&mut state);
-        drop(state);
+        if progress.flow == Flow::Yield {
+            // This client used up its turn and will be back for more: hand
+            // the lock to a client waiting for it, or the busy one would take
+            // it again first, turn after turn, while the others wait.
+            MutexGuard::unlock_fair(state);
+        } else {
+            drop(state);
+        }
         self.act(effects);
         progress
     }

@@ -392,6 +392,44 @@ impl Client {
         }
     }
 
+    /// Reads `n` frames without decoding them, checking that each starts
+    /// with `prefix`: for tests that receive a great many.
+    pub fn skim(&mut self, n: usize, prefix: &str) {
+        assert!(self.frames.is_empty(), "skim before anything else arrived");
+        let deadline = Instant::now() + TIMEOUT * 3;
+        let mut seen = 0;
+        let mut line_start = true;
+        while seen < n {
+            assert!(Instant::now() < deadline, "only {seen} of {n} frames came");
+            self.stream().set_read_timeout(Some(TIMEOUT)).unwrap();
+            match &mut self.wire {
+                Wire::Lines { stream, .. } => {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    let got = stream.read(&mut buf).expect("read");
+                    assert!(got > 0, "the server closed after {seen} frames");
+                    for (i, &b) in buf[..got].iter().enumerate() {
+                        if line_start {
+                            let rest = &buf[i..got];
+                            let want = prefix.as_bytes();
+                            let k = rest.len().min(want.len());
+                            assert_eq!(&rest[..k], &want[..k], "frame {seen}");
+                        }
+                        line_start = b == b'\n';
+                        seen += usize::from(line_start);
+                    }
+                }
+                Wire::WebSocket(socket) => match socket.read().expect("read") {
+                    tungstenite::Message::Text(text) => {
+                        assert!(text.starts_with(prefix), "frame {seen}");
+                        seen += 1;
+                    }
+                    other => assert!(other.is_ping() || other.is_pong(), "{other:?}"),
+                },
+            }
+        }
+        assert_eq!(seen, n, "more frames than expected");
+    }
+
     pub fn recv(&mut self) -> Message {
         self.try_recv(TIMEOUT).expect("a frame from the server")
     }

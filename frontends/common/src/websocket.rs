@@ -159,6 +159,7 @@ where
         stream,
         pinger: pinger.clone(),
         last_heard: Instant::now(),
+        frame: None,
     };
     let outbound = WsOutbound {
         sink,
@@ -172,7 +173,14 @@ struct WsInbound<S, R> {
     stream: WebSocketReceiver<S>,
     pinger: Option<Pinger<R>>,
     last_heard: Instant,
+    /// A text frame not yet decoded to its end, and how far it is.
+    frame: Option<(Utf8Bytes, usize)>,
 }
+
+/// A large text frame is decoded this much at a time, each part applied
+/// before the next is decoded, so that a frame full of small commands never
+/// sits in memory as a mass of decoded requests.
+const DECODE_STEP: usize = 64 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> WsInbound<S, R> {
     /// The client's next frame; with a pinger, an error once it has been
@@ -206,14 +214,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Inbound for WsInbound
         decoder: &mut LineDecoder,
         out: &mut Vec<Result<Request, ProtoError>>,
     ) -> io::Result<bool> {
+        if let Some((text, at)) = self.frame.take() {
+            let end = (at + DECODE_STEP).min(text.len());
+            decoder.decode(&text.as_bytes()[at..end], out);
+            if end < text.len() {
+                self.frame = Some((text, end));
+            } else {
+                // A frame ends its last message, newline or not.
+                decoder.decode(b"\n", out);
+            }
+            return Ok(true);
+        }
         let Some(message) = self.next().await? else {
             return Ok(false);
         };
         match message {
             Ok(Message::Text(text)) => {
-                decoder.decode(text.as_bytes(), out);
-                // A frame ends its last message, newline or not.
-                decoder.decode(b"\n", out);
+                self.frame = Some((text, 0));
                 Ok(true)
             }
             Ok(Message::Binary(_)) => {

@@ -36,7 +36,10 @@ fn the_limits_come_from_the_config_file_too() {
     let server = Server::start_on("async-std", &["--config", config.to_str().unwrap()]);
     let mut client = server.connect();
     client.send(Request::new("subscribe").tags(["123456789"]));
-    assert_eq!(client.error(), "tag too long: a tag may have at most 8 bytes");
+    assert_eq!(
+        client.error(),
+        "tag too long: a tag may have at most 8 bytes"
+    );
     // Each tag counts its length plus 3, each subscription 2 more:
     // ["12345678"] takes 13, so three fit in 40 and a fourth does not.
     for tag in ["aaaaaaaa", "bbbbbbbb", "cccccccc"] {

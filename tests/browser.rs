@@ -1,6 +1,8 @@
 //! A real browser: headless Chromium runs the README's WebSocket and
 //! EventSource snippets, verbatim, against a running server on each runtime.
-//! The page forwards everything the snippets `console.log` to the test by
+//! The page is served over HTTP from an origin of its own, which the server
+//! allows with `--cors-origin`, as the README says a web application must.
+//! It forwards everything the snippets `console.log` to the test by
 //! publishing it to mist, so the test reads the browser's output over TCP.
 //!
 //! In CI (`CI` set) Chromium must be present — `scripts/test.sh` installs it;
@@ -8,6 +10,8 @@
 
 mod support;
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -49,12 +53,41 @@ struct Browser {
     dir: PathBuf,
 }
 
+/// Where the page is served from: an origin of its own, known before the
+/// page is written (the server must allow it when it starts).
+struct PageServer {
+    listener: TcpListener,
+    origin: String,
+}
+
+impl PageServer {
+    fn bind() -> PageServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        PageServer { listener, origin }
+    }
+
+    /// Serves `page` at every path, for as long as the test runs.
+    fn serve(self, page: String) {
+        std::thread::spawn(move || {
+            for stream in self.listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+    }
+}
+
 impl Browser {
-    fn open(chromium: &Path, name: &str, page: &str) -> Browser {
+    fn open(chromium: &Path, name: &str, url: &str) -> Browser {
         let dir = std::env::temp_dir().join(format!("mist-browser-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let page_path = dir.join("page.html");
-        std::fs::write(&page_path, page).unwrap();
         let child = Command::new(chromium)
             .args([
                 "--headless",
@@ -67,7 +100,7 @@ impl Browser {
                 "--disable-sync",
             ])
             .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-            .arg(format!("file://{}", page_path.display()))
+            .arg(url)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -131,7 +164,9 @@ fn wait_for_logs(logs: &mut Client, wanted: &[String]) -> Vec<String> {
 }
 
 fn snippets_work_on(runtime: &str, chromium: &Path) {
-    let server = Server::start_on(runtime, &[]);
+    let pages = PageServer::bind();
+    let origin = pages.origin.clone();
+    let server = Server::start_on(runtime, &["--cors-origin", &origin]);
     let mut logs = server.connect();
     logs.subscribe(&["browser-log"]);
     let websocket = readme_snippet("<!-- browser: websocket -->");
@@ -147,7 +182,8 @@ fn snippets_work_on(runtime: &str, chromium: &Path) {
         snippets.push(("[sse]", events));
     }
     let page = page(&format!("ws://{}/", server.listeners["ws"]), &snippets);
-    let _browser = Browser::open(chromium, runtime, &page);
+    pages.serve(page);
+    let _browser = Browser::open(chromium, runtime, &format!("{origin}/"));
 
     // Each WebSocket snippet subscribes, then pings: its pong means it is
     // subscribed. The EventSource snippet is subscribed once it is open.

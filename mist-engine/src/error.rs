@@ -43,6 +43,11 @@ pub enum Error {
         /// The outbox bound in bytes.
         limit: usize,
     },
+    /// A line too long for a client that has not authenticated yet.
+    AuthLineTooLong {
+        /// The most bytes an `auth` line may have.
+        limit: usize,
+    },
     /// The client did not send `auth` within [`crate::Config::auth_timeout`].
     AuthTimeout {
         /// The timeout in seconds.
@@ -122,6 +127,10 @@ impl fmt::Display for Error {
             Error::ReplyTooLarge { command, limit } => write!(
                 f,
                 "reply too large: the {command} reply would be larger than the client's outbox ({limit} bytes)"
+            ),
+            Error::AuthLineTooLong { limit } => write!(
+                f,
+                "line too long: before authentication a line may have at most {limit} bytes; send {{\"command\":\"auth\",\"data\":\"TOKEN\"}} first"
             ),
             Error::AuthTimeout { seconds } => write!(
                 f,

@@ -8,7 +8,7 @@ use crate::listener::ListenerSpec;
 use crate::log_limit::LogLimit;
 use crate::{accept_websocket, log_limited, serve_from, Hub, ListenerOptions, Pinger, Runtime};
 use futures::future::{select, Either};
-use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http_types::{Request as HttpRequest, Response};
 use std::future::Future;
 use std::io;
@@ -29,6 +29,11 @@ pub enum Transport {
 /// How long an accept loop pauses after an accept error such as running out
 /// of file descriptors, instead of spinning on it.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long, and for how many bytes, a refused client is listened to while
+/// its last answer reaches it.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// Warnings a client can cause at will: one per period each.
 static FAILURES: LogLimit = LogLimit::new(Duration::from_secs(10));
@@ -57,7 +62,10 @@ impl<R: Runtime> Listening<R> {
     {
         let admission = match self.hub.admit() {
             Ok(admission) => admission,
-            Err(e) => return refuse(transport == Transport::Lines, stream, peer, &e).await,
+            Err(e) => {
+                let answer = refusal(transport == Transport::Lines, peer, &e);
+                return self.answer_and_close(stream, &answer).await;
+            }
         };
         log::debug!("{peer} connected ({transport:?})");
         let outcome = match transport {
@@ -91,7 +99,7 @@ impl<R: Runtime> Listening<R> {
                 "the WebSocket handshake did not finish in time",
             )),
         };
-        answer_refusal(guarded, peer).await;
+        self.answer_refusal(guarded, peer).await;
         outcome
     }
 
@@ -106,7 +114,10 @@ impl<R: Runtime> Listening<R> {
     {
         let admission = match self.hub.admit() {
             Ok(admission) => admission,
-            Err(e) => return refuse(false, stream, peer, &e).await,
+            Err(e) => {
+                let answer = refusal(false, peer, &e);
+                return self.answer_and_close(stream, &answer).await;
+            }
         };
         log::debug!("{peer} connected (Http)");
         let guarded = Guarded::new(stream, self.options.http_limits());
@@ -119,8 +130,52 @@ impl<R: Runtime> Listening<R> {
             Either::Left((Err(e), _)) => log::debug!("{peer}: HTTP connection ended: {e}"),
             Either::Right(((), _)) => log::debug!("{peer}: HTTP request timed out"),
         }
-        answer_refusal(guarded, peer).await;
+        self.answer_refusal(guarded, peer).await;
         drop(admission);
+    }
+
+    /// Sends the response for a request the guard ended (too large a head,
+    /// too slow a head or body), if the HTTP layer could not.
+    async fn answer_refusal<S>(&self, guarded: Guarded<S>, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if let Some((refusal, response)) = guarded.refusal() {
+            log_limited!(REFUSALS, log::Level::Warn, "{peer}: {refusal:?}; closing");
+            self.answer_and_close(guarded, &response).await;
+        }
+    }
+
+    /// Sends a last `answer` to a client that may still be sending, then
+    /// ends the connection gently: stops writing, reads and drops what still
+    /// comes for a moment, then closes. Closed at once, a socket with unread
+    /// bytes is reset, and the client may never see the answer.
+    async fn answer_and_close<S>(&self, mut stream: S, answer: &[u8])
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // A socket's send buffer takes this much without waiting on the client.
+        let _ = stream.write_all(answer).await;
+        let _ = stream.close().await;
+        let drain = async {
+            let mut buf = [0u8; 4096];
+            let mut left = LINGER_BYTES;
+            while left > 0 {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        select(pin!(drain), pin!(self.runtime.sleep(LINGER))).await;
+    }
+
+    /// The pings for WebSocket clients, if they are on.
+    pub fn pinger(&self) -> Option<Pinger<R>> {
+        self.options.ws_keepalive.map(|every| Pinger {
+            runtime: self.runtime.clone(),
+            every,
+        })
     }
 
     /// Accepts clients of one listener with `accept` until the task is
@@ -160,14 +215,6 @@ impl<R: Runtime> Listening<R> {
         }
     }
 
-    /// The pings for WebSocket clients, if they are on.
-    pub fn pinger(&self) -> Option<Pinger<R>> {
-        self.options.ws_keepalive.map(|every| Pinger {
-            runtime: self.runtime.clone(),
-            every,
-        })
-    }
-
     /// What an accept loop does when accepting fails (out of file
     /// descriptors, say): says so, at most once in a while, and pauses.
     async fn accept_failed(&self, listener: &ListenerSpec, e: io::Error) {
@@ -180,38 +227,20 @@ impl<R: Runtime> Listening<R> {
     }
 }
 
-/// Sends the response for a request the guard ended (too large a head, too
-/// slow a head or body), if the HTTP layer could not.
-async fn answer_refusal<S: AsyncWrite + Unpin>(mut guarded: Guarded<S>, peer: SocketAddr) {
-    if let Some((refusal, response)) = guarded.refusal() {
-        log_limited!(REFUSALS, log::Level::Warn, "{peer}: {refusal:?}; closing");
-        let _ = guarded.get_mut().write_all(&response).await;
-    }
-}
-
-/// Refuses a socket the server cannot take, then closes it: with an error
-/// line for the line protocol, else with a `503`.
-async fn refuse<S: AsyncWrite + Unpin>(
-    lines: bool,
-    mut stream: S,
-    peer: SocketAddr,
-    error: &mist_engine::Error,
-) {
+/// The answer that refuses a socket the server cannot take: an error line
+/// for the line protocol, else a `503`.
+fn refusal(lines: bool, peer: SocketAddr, error: &mist_engine::Error) -> Vec<u8> {
     log_limited!(REFUSALS, log::Level::Warn, "{peer}: refused: {error}");
     let text = error.to_string();
-    let answer = match lines {
-        true => mist_proto::encode::error("", None, &text).to_vec(),
-        false => {
-            let body = crate::http_service::error_body("", None, &text);
-            format!(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .into_bytes()
-        }
-    };
-    // A new socket's send buffer is empty: this does not wait on the client.
-    let _ = stream.write_all(&answer).await;
+    if lines {
+        return mist_proto::encode::error("", None, &text).to_vec();
+    }
+    let body = crate::http_service::error_body("", None, &text);
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// Logs how a connection ended: an ordinary disconnect at debug level, any

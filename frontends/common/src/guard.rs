@@ -199,12 +199,13 @@ impl<S> Guarded<S> {
     }
 
     /// Why the guard ended the exchange, if it did, with the response that
-    /// says so. `None` once a response was on its way: then there is
-    /// nothing left to tell.
+    /// says so. `None` once a response was on its way, and for a connection
+    /// that went quiet between requests: then there is nothing to tell.
     pub fn refusal(&self) -> Option<(Refusal, Vec<u8>)> {
         let state = self.state();
         let refusal = state.refusal?;
-        matches!(state.phase, Phase::Head | Phase::Body)
+        let quiet = refusal == Refusal::HeadTimeout && state.head_bytes == 0;
+        (matches!(state.phase, Phase::Head | Phase::Body) && !quiet)
             .then(|| (refusal, refusal.response(&state.limits)))
     }
 
@@ -379,10 +380,20 @@ mod tests {
     #[test]
     fn a_read_past_the_deadline_fails() {
         let mut guarded = Guarded::new(Cursor::new(b"GET / HT".to_vec()), limits(100));
+        let mut buf = [0; 4];
+        assert_eq!(block_on(guarded.read(&mut buf)).unwrap(), 4);
         guarded.state().deadline = Some(Instant::now());
-        let mut buf = [0; 16];
         let error = block_on(guarded.read(&mut buf)).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert_eq!(guarded.refusal().unwrap().0, Refusal::HeadTimeout);
+    }
+
+    #[test]
+    fn a_connection_quiet_between_requests_is_closed_without_an_answer() {
+        let mut guarded = Guarded::new(Cursor::new(Vec::new()), limits(100));
+        guarded.state().deadline = Some(Instant::now());
+        let mut buf = [0; 4];
+        assert!(block_on(guarded.read(&mut buf)).is_err());
+        assert_eq!(guarded.refusal(), None, "no 408 to a client that asked nothing");
     }
 }

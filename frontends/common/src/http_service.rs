@@ -142,6 +142,7 @@ impl<R: Runtime> HttpService<R> {
             })
             .collect();
         serde_json::json!({
+            "sockets": snapshot.sockets,
             "connections": stats.connections,
             "subscriptions": stats.subscriptions,
             "published": stats.published,
@@ -184,6 +185,12 @@ impl<R: Runtime> HttpService<R> {
             "counter",
             "Connections accepted since start, by transport.",
             &by_transport(&|_, accepted| accepted.to_string()),
+        );
+        family(
+            "mist_sockets",
+            "gauge",
+            "Accepted sockets open now, of every transport, not yet authenticated ones included.",
+            &single(snapshot.sockets.to_string()),
         );
         family(
             "mist_subscriptions",

@@ -78,6 +78,9 @@ struct TransportCounts {
 pub struct Snapshot {
     /// The engine's counters.
     pub engine: Stats,
+    /// Accepted sockets open now, of every transport, those not yet past
+    /// their handshake or authentication included.
+    pub sockets: usize,
     /// For each transport: its name, connections open now, accepted since start.
     pub transports: Vec<(&'static str, usize, u64)>,
 }
@@ -266,7 +269,11 @@ impl Hub {
                 )
             })
             .collect();
-        Snapshot { engine, transports }
+        Snapshot {
+            engine,
+            sockets: self.sockets(),
+            transports,
+        }
     }
 
     pub(crate) fn opened(&self, via: Via) {

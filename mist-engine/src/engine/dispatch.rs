@@ -19,12 +19,15 @@ const CUSTOM_REPLY: usize = 64 * 1024;
 impl Engine {
     /// Applies one received line: a decoding error or a refusal is answered,
     /// and a client that must authenticate first is refused and closed
-    /// unless the line is a valid `auth`.
+    /// unless the line is a valid `auth` (told what was wrong with it).
     pub(super) fn process(&mut self, conn: ConnId, message: Result<Request, ProtoError>) {
         let anonymous = self.is_anonymous(conn);
         let request = match message {
             Ok(request) => request,
-            Err(_) if anonymous => return self.refuse(conn, "", Error::AuthRequired),
+            Err(ProtoError::LineTooLong { limit }) if anonymous => {
+                return self.refuse(conn, "", Error::AuthLineTooLong { limit })
+            }
+            Err(e) if anonymous => return self.refuse(conn, "", Error::from(e)),
             Err(e) => return self.reply_error(conn, "", None, Error::from(e)),
         };
         if anonymous && request.command != Command::Auth {

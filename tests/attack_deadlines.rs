@@ -12,7 +12,7 @@ use mist_proto::Request;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{http, Server, RUNTIMES, TIMEOUT};
+use support::{http, Server, TIMEOUT};
 
 const ADMIN: &str = "admin-token";
 
@@ -163,30 +163,9 @@ fn socket_count(server: &Server) -> u64 {
     stats.json()["sockets"].as_u64().unwrap()
 }
 
-#[test]
-fn a_client_that_never_authenticates_is_closed_on_every_runtime() {
-    for runtime in RUNTIMES {
-        a_client_that_never_authenticates_is_closed(runtime);
-    }
-}
-
-#[test]
-fn before_authentication_a_line_is_short_on_every_runtime() {
-    for runtime in RUNTIMES {
-        before_authentication_a_line_is_short(runtime);
-    }
-}
-
-#[test]
-fn a_websocket_handshake_must_come_in_time_on_every_runtime() {
-    for runtime in RUNTIMES {
-        a_websocket_handshake_must_come_in_time(runtime);
-    }
-}
-
-#[test]
-fn a_flood_of_idle_sockets_keeps_no_one_out_on_every_runtime() {
-    for runtime in RUNTIMES {
-        a_flood_of_idle_sockets_keeps_no_one_out(runtime);
-    }
-}
+on_every_runtime!(
+    a_client_that_never_authenticates_is_closed,
+    before_authentication_a_line_is_short,
+    a_websocket_handshake_must_come_in_time,
+    a_flood_of_idle_sockets_keeps_no_one_out
+);

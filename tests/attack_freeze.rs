@@ -15,7 +15,7 @@ mod support;
 use mist_proto::Request;
 use std::io::Write;
 use std::time::{Duration, Instant};
-use support::{register, Bystander, Server, RUNTIMES};
+use support::{register, Bystander, Server};
 
 const ADMIN: &str = "admin-token";
 const TENANT: &str = "tenant-token";
@@ -129,9 +129,4 @@ fn a_tenant_cannot_freeze_the_server(runtime: &str) {
     );
 }
 
-#[test]
-fn a_tenant_cannot_freeze_the_server_on_any_runtime() {
-    for runtime in RUNTIMES {
-        a_tenant_cannot_freeze_the_server(runtime);
-    }
-}
+on_every_runtime!(a_tenant_cannot_freeze_the_server);

@@ -6,7 +6,7 @@
 
 mod support;
 
-use support::{register, EventStream, Server, Transport, RUNTIMES};
+use support::{register, EventStream, Server, Transport};
 
 const ADMIN: &str = "admin-token";
 
@@ -42,9 +42,4 @@ fn a_message_reaches_only_tokens_granted_all_its_tags(runtime: &str) {
     );
 }
 
-#[test]
-fn a_message_reaches_only_tokens_granted_all_its_tags_on_every_runtime() {
-    for runtime in RUNTIMES {
-        a_message_reaches_only_tokens_granted_all_its_tags(runtime);
-    }
-}
+on_every_runtime!(a_message_reaches_only_tokens_granted_all_its_tags);

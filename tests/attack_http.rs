@@ -10,7 +10,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::{http, Bystander, Server, RUNTIMES, TIMEOUT};
+use support::{http, Bystander, Server, TIMEOUT};
 
 /// Everything the server sends until it closes the connection.
 fn until_closed(stream: &mut TcpStream) -> String {
@@ -132,23 +132,8 @@ fn http_connections_count_against_the_limit(runtime: &str) {
     }
 }
 
-#[test]
-fn a_head_without_end_is_cut_off_on_every_runtime() {
-    for runtime in RUNTIMES {
-        a_head_without_end_is_cut_off(runtime);
-    }
-}
-
-#[test]
-fn slow_heads_and_bodies_time_out_on_every_runtime() {
-    for runtime in RUNTIMES {
-        slow_heads_and_bodies_time_out(runtime);
-    }
-}
-
-#[test]
-fn http_connections_count_against_the_limit_on_every_runtime() {
-    for runtime in RUNTIMES {
-        http_connections_count_against_the_limit(runtime);
-    }
-}
+on_every_runtime!(
+    a_head_without_end_is_cut_off,
+    slow_heads_and_bodies_time_out,
+    http_connections_count_against_the_limit
+);

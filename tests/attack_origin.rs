@@ -9,7 +9,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{http, Server, RUNTIMES};
+use support::{http, Server};
 
 const EVIL: &str = "http://evil.example";
 const APP: &str = "http://app.example";
@@ -113,16 +113,7 @@ fn listed_origins_and_the_wildcard_are_allowed(runtime: &str) {
     );
 }
 
-#[test]
-fn pages_from_other_origins_are_refused_on_every_runtime() {
-    for runtime in RUNTIMES {
-        pages_from_other_origins_are_refused(runtime);
-    }
-}
-
-#[test]
-fn listed_origins_and_the_wildcard_are_allowed_on_every_runtime() {
-    for runtime in RUNTIMES {
-        listed_origins_and_the_wildcard_are_allowed(runtime);
-    }
-}
+on_every_runtime!(
+    pages_from_other_origins_are_refused,
+    listed_origins_and_the_wildcard_are_allowed
+);

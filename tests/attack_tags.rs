@@ -9,7 +9,7 @@ mod support;
 
 use mist_proto::Request;
 use std::io::Write;
-use support::{Server, RUNTIMES};
+use support::Server;
 
 #[test]
 fn a_tag_longer_than_the_limit_is_refused_everywhere_tags_go() {
@@ -93,9 +93,4 @@ fn a_connection_cannot_pin_tag_text(runtime: &str) {
     );
 }
 
-#[test]
-fn a_connection_cannot_pin_tag_text_on_any_runtime() {
-    for runtime in RUNTIMES {
-        a_connection_cannot_pin_tag_text(runtime);
-    }
-}
+on_every_runtime!(a_connection_cannot_pin_tag_text);

@@ -10,7 +10,7 @@ mod support;
 
 use mist_proto::Request;
 use std::time::Duration;
-use support::{http, register, Server, Transport, RUNTIMES};
+use support::{http, register, Server, Transport};
 
 const ADMIN: &str = "the-admin-token";
 
@@ -88,16 +88,7 @@ fn failed_authentications_are_throttled_per_address(runtime: &str) {
     }
 }
 
-#[test]
-fn an_open_connection_tells_no_token_from_another_on_every_runtime() {
-    for runtime in RUNTIMES {
-        an_open_connection_tells_no_token_from_another(runtime);
-    }
-}
-
-#[test]
-fn failed_authentications_are_throttled_per_address_on_every_runtime() {
-    for runtime in RUNTIMES {
-        failed_authentications_are_throttled_per_address(runtime);
-    }
-}
+on_every_runtime!(
+    an_open_connection_tells_no_token_from_another,
+    failed_authentications_are_throttled_per_address
+);

@@ -723,3 +723,22 @@ pub fn register(server: &Server, admin: &str, token: &str, tags: &[&str]) {
     );
     assert_eq!(client.sync(), [], "register {token}");
 }
+
+/// Runs each of the given functions, which take a runtime's name, as a test
+/// on every runtime: `on_every_runtime!(a_test, another_test);` makes
+/// `on_every_runtime::a_test`, ...
+#[macro_export]
+macro_rules! on_every_runtime {
+    ($($name:ident),* $(,)?) => {
+        mod on_every_runtime {
+            $(
+                #[test]
+                fn $name() {
+                    for runtime in $crate::support::RUNTIMES {
+                        super::$name(runtime);
+                    }
+                }
+            )*
+        }
+    };
+}

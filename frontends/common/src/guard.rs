@@ -394,6 +394,10 @@ mod tests {
         guarded.state().deadline = Some(Instant::now());
         let mut buf = [0; 4];
         assert!(block_on(guarded.read(&mut buf)).is_err());
-        assert_eq!(guarded.refusal(), None, "no 408 to a client that asked nothing");
+        assert_eq!(
+            guarded.refusal(),
+            None,
+            "no 408 to a client that asked nothing"
+        );
     }
 }

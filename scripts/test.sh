@@ -41,7 +41,11 @@ fi
 echo "== the fuzz target still builds"
 cargo check --manifest-path fuzz/Cargo.toml --locked --quiet
 
-# The PostgreSQL authenticator is tested against a real server.
+# The PostgreSQL authenticator is tested against a real server, over TLS
+# too, with certificates made by openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  install_for_tests openssl "the PostgreSQL TLS test" || true
+fi
 source scripts/postgres.sh
 start_postgres
 

@@ -191,3 +191,138 @@ fn an_unreachable_postgres_is_a_clear_error() {
         "{error}"
     );
 }
+
+/// A server that accepts connections and never says a word.
+fn silent_server() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+#[test]
+fn a_silent_postgres_is_a_clear_error_within_the_timeout() {
+    let (_listener, port) = silent_server();
+    let auth = mist_auth::Registry::with_builtins()
+        .open(&format!(
+            "postgres://postgres@127.0.0.1:{port}?db=tokens&timeout=1"
+        ))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = block_on(auth.load()).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(
+        error.0,
+        format!("PostgreSQL did not answer loading tokens within 1 s (127.0.0.1:{port}, database tokens)")
+    );
+}
+
+#[test]
+fn tls_settings_are_checked_when_the_authenticator_is_opened() {
+    let open = |uri: &str| {
+        mist_auth::Registry::with_builtins()
+            .open(uri)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        open("postgres://u@h?db=d&sslmode=maybe"),
+        "invalid sslmode \"maybe\": use disable, prefer, require, verify-ca or verify-full"
+    );
+    assert_eq!(
+        open("postgres://u@h?db=d&sslmode=verify-full"),
+        "sslmode=verify-full needs sslrootcert=PATH: the CA that signed the PostgreSQL server's certificate"
+    );
+    assert!(
+        open("postgres://u@h?db=d&sslmode=verify-ca&sslrootcert=/no/such.pem")
+            .starts_with("cannot read sslrootcert /no/such.pem")
+    );
+    assert_eq!(
+        open("postgres://u@h?db=d&timeout=0"),
+        "invalid PostgreSQL timeout \"0\": give whole seconds, at least 1"
+    );
+}
+
+/// The CA of the test PostgreSQL's certificate, which `scripts/test.sh` makes.
+fn postgres_ca() -> Option<String> {
+    postgres_address()?;
+    let ca = std::env::var("MIST_TEST_POSTGRES_CA").ok();
+    assert!(
+        ca.is_some() || std::env::var_os("CI").is_none(),
+        "MIST_TEST_POSTGRES_CA is not set: run the suite with scripts/test.sh"
+    );
+    ca
+}
+
+#[test]
+fn postgres_over_verified_tls() {
+    let (Some(address), Some(ca)) = (postgres_address(), postgres_ca()) else {
+        eprintln!("NOTICE: PostgreSQL TLS test skipped");
+        return;
+    };
+    let uri = fresh_database(&address, "tls");
+    let port = address.rsplit(':').next().unwrap();
+    // verify-full wants the name in the certificate: localhost and 127.0.0.1 are.
+    let mut open = Vec::new();
+    for host in ["localhost", "127.0.0.1"] {
+        let uri = uri.replace(&address, &format!("{host}:{port}"));
+        let auth = mist_auth::Registry::with_builtins()
+            .open(&format!("{uri}&sslmode=verify-full&sslrootcert={ca}"))
+            .unwrap();
+        conformance_once(auth.as_ref(), host);
+        open.push(auth);
+    }
+    // Their sessions, still open, really are TLS.
+    let mut admin = postgres::Client::connect(
+        &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+        postgres::NoTls,
+    )
+    .unwrap();
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE application_name = 'mist' AND ssl",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 2, "{encrypted} TLS sessions from mist");
+    drop(open);
+    // A certificate from another CA is refused, saying why.
+    let other_ca = std::env::temp_dir().join(format!("mist-other-ca-{}.pem", std::process::id()));
+    make_other_ca(&other_ca);
+    let auth = mist_auth::Registry::with_builtins()
+        .open(&format!(
+            "{uri}&sslmode=verify-ca&sslrootcert={}",
+            other_ca.display()
+        ))
+        .unwrap();
+    let error = block_on(auth.load()).unwrap_err().0;
+    assert!(
+        error.starts_with("PostgreSQL failed connecting") && error.contains("certificate"),
+        "{error}"
+    );
+    let _ = std::fs::remove_file(other_ca);
+}
+
+/// A register and a load on `auth`, as a short conformance check.
+fn conformance_once(auth: &dyn mist_auth::Authenticator, name: &str) {
+    block_on(auth.register(name, &tags(&["t"]))).unwrap();
+    assert!(block_on(auth.load()).unwrap().contains_key(name));
+}
+
+/// A new self-signed CA, which signed nothing the test server holds.
+fn make_other_ca(path: &std::path::Path) {
+    let key = path.with_extension("key");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=other-ca", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(path)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    let _ = std::fs::remove_file(key);
+}

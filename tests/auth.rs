@@ -252,10 +252,23 @@ fn scribble_tokens_survive_a_server_restart() {
         let server = Server::start_on("async-std", &args);
         register(&server, "durable", &["news"]);
     }
+    // A file cut short by a crash, and one whose name is not its token:
+    // skipped, said so without the token, the rest served.
+    std::fs::write(
+        dir.join("tokens/leaky-token.json"),
+        b"{\"token\":\"leaky-to",
+    )
+    .unwrap();
     let server = Server::start_on("smol", &args);
     assert_eq!(server.websocket_status(Transport::Ws, Some("durable")), 101);
     let mut client = server.client_with_token(Transport::Tcp, "durable");
     client.subscribe(&["news"]);
+    let log = server.log().join("\n");
+    assert!(
+        log.contains("skipping a token file: the record of token #"),
+        "{log}"
+    );
+    assert!(!log.contains("leaky"), "{log}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -6,13 +6,22 @@
 //! digits, `-` and `_` becomes `%XX`. No token can then name a path outside
 //! the directory (`..`, `/` and NUL are all encoded), and a token whose
 //! encoded name would exceed what file systems allow is refused. Writes go to
-//! a temporary file that is synced and renamed over the old one, so a crash
-//! leaves either the old or the new record, never half of one. File IO runs
-//! on a blocking thread pool, never on the async runtime's threads.
+//! a temporary file that is synced and renamed over the old one, and the
+//! directory is synced after every rename or removal, so a crash or a power
+//! loss leaves either the old or the new record, never half of one, and a
+//! removed token does not come back. File IO runs on a blocking thread pool,
+//! never on the async runtime's threads.
+//!
+//! A file name is a token, so logs and errors name a file by its
+//! fingerprint (`#` and 12 hex digits of its SHA-256), never by its path. At
+//! start, a file that is not a token record, or whose token is not the one
+//! its name says, is skipped with a warning, and the others are served.
 
 use mist_engine::auth::{AuthError, Authenticator, Grants, Pending};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -86,9 +95,10 @@ impl ScribbleAuthenticator {
                 let _one_at_a_time = writing.lock().unwrap_or_else(|e| e.into_inner());
                 let current = read(&path)?;
                 match change(current)? {
-                    Some(record) => write_atomically(&path, &record),
-                    None => fs::remove_file(&path).map_err(|e| io_error("remove", &path, e)),
+                    Some(record) => write_atomically(&path, &record)?,
+                    None => fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?,
                 }
+                sync_directory(&path)
             })
             .await
         })
@@ -123,15 +133,37 @@ fn encode(token: &str) -> String {
     name
 }
 
+/// How logs and errors name a token's file: its path is the token.
+fn fingerprint(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.as_encoded_bytes())
+        .unwrap_or_default();
+    let name = name.strip_suffix(b".tmp").unwrap_or(name);
+    let name = name.strip_suffix(b".json").unwrap_or(name);
+    let digest = Sha256::digest(name);
+    let mut hex = String::from("#");
+    for byte in &digest[..6] {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
 fn io_error(doing: &str, path: &Path, e: io::Error) -> AuthError {
-    AuthError(format!("cannot {doing} {}: {e}", path.display()))
+    AuthError(format!(
+        "cannot {doing} the record of token {}: {e}",
+        fingerprint(path)
+    ))
 }
 
 fn read(path: &Path) -> Result<Option<Record>, AuthError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| AuthError(format!("{} is not a token record: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            AuthError(format!(
+                "the record of token {} is not a token record: {e}",
+                fingerprint(path)
+            ))
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error("read", path, e)),
     }
@@ -147,6 +179,14 @@ fn write_atomically(path: &Path, record: &Record) -> Result<(), AuthError> {
     fs::rename(&temporary, path).map_err(|e| io_error("rename into place", path, e))
 }
 
+/// Makes a rename or removal in the directory of `path` durable.
+fn sync_directory(path: &Path) -> Result<(), AuthError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| AuthError(format!("cannot sync the token directory: {e}")))
+}
+
 fn missing() -> AuthError {
     AuthError("unknown token".into())
 }
@@ -156,13 +196,27 @@ impl Authenticator for ScribbleAuthenticator {
         let dir = self.tokens.clone();
         Box::pin(blocking::unblock(move || {
             let mut grants = Grants::new();
-            let entries = fs::read_dir(&dir).map_err(|e| io_error("read", &dir, e))?;
-            for entry in entries {
-                let path = entry.map_err(|e| io_error("read", &dir, e))?.path();
-                if path.extension().is_some_and(|e| e == "json") {
-                    if let Some(record) = read(&path)? {
+            let unreadable =
+                |e: io::Error| AuthError(format!("cannot read the token directory: {e}"));
+            for entry in fs::read_dir(&dir).map_err(unreadable)? {
+                let path = entry.map_err(unreadable)?.path();
+                let Some(stem) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".json"))
+                else {
+                    continue;
+                };
+                match read(&path) {
+                    Ok(Some(record)) if encode(&record.token) == stem => {
                         grants.insert(record.token, record.tags);
                     }
+                    Ok(Some(_)) => log::warn!(
+                        "skipping the token file {}: the token in it is not the one its name says",
+                        fingerprint(&path)
+                    ),
+                    Ok(None) => {}
+                    Err(e) => log::warn!("skipping a token file: {e}"),
                 }
             }
             Ok(grants)

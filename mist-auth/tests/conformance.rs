@@ -326,3 +326,40 @@ fn make_other_ca(path: &std::path::Path) {
     assert!(made.status.success(), "{made:?}");
     let _ = std::fs::remove_file(key);
 }
+
+#[test]
+fn scribble_skips_a_corrupt_or_mismatched_file_and_serves_the_rest() {
+    let dir = temp_dir("corrupt");
+    let auth = ScribbleAuthenticator::open(&dir).unwrap();
+    block_on(auth.register("good", &tags(&["t"]))).unwrap();
+    let tokens = dir.join("tokens");
+    std::fs::write(tokens.join("truncated.json"), b"{\"token\":\"trunc").unwrap();
+    std::fs::write(
+        tokens.join("named.json"),
+        b"{\"token\":\"other\",\"tags\":[]}",
+    )
+    .unwrap();
+    std::fs::write(tokens.join("notes.txt"), b"not a record").unwrap();
+    let again = ScribbleAuthenticator::open(&dir).unwrap();
+    let grants = block_on(again.load()).unwrap();
+    assert_eq!(grants.keys().collect::<Vec<_>>(), ["good"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn scribble_errors_name_a_file_by_its_fingerprint_never_by_its_token() {
+    let dir = temp_dir("fingerprint");
+    let auth = ScribbleAuthenticator::open(&dir).unwrap();
+    block_on(auth.register("secret-token-1", &tags(&["t"]))).unwrap();
+    // Something in the way of the temporary file: the write must fail.
+    std::fs::create_dir(dir.join("tokens/secret-token-1.json.tmp")).unwrap();
+    let error = block_on(auth.set("secret-token-1", &tags(&["u"])))
+        .unwrap_err()
+        .0;
+    assert!(
+        error.starts_with("cannot create the record of token #"),
+        "{error}"
+    );
+    assert!(!error.contains("secret-token"), "{error}");
+    let _ = std::fs::remove_dir_all(dir);
+}

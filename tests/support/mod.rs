@@ -50,7 +50,13 @@ impl Server {
     /// Starts a server on `runtime` with a TCP, a WebSocket and an HTTP
     /// listener and waits until they listen.
     pub fn start_on(runtime: &str, args: &[&str]) -> Server {
+        Server::start_with_env(runtime, args, &[])
+    }
+
+    /// Like [`Server::start_on`], with environment variables set.
+    pub fn start_with_env(runtime: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = mist()
+            .envs(env.iter().copied())
             .args(["--server", "--runtime", runtime, "--log-level", "debug"])
             .args([
                 "--listeners",

@@ -6,7 +6,7 @@
 use crate::guard::{watch, Guarded};
 use crate::listener::ListenerSpec;
 use crate::log_limit::LogLimit;
-use crate::{accept_websocket, log_limited, serve_from, Hub, ListenerOptions, Pinger, Runtime};
+use crate::{log_limited, serve_from, websocket_handshake, Hub, ListenerOptions, Pinger, Runtime};
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http_types::{Request as HttpRequest, Response};
@@ -60,11 +60,13 @@ impl<R: Runtime> Listening<R> {
     where
         S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
     {
+        // The rare and the larger paths are boxed: a task's future is as
+        // large as its largest path, and every idle connection keeps one.
         let admission = match self.hub.admit() {
             Ok(admission) => admission,
             Err(e) => {
                 let answer = refusal(transport == Transport::Lines, peer, &e);
-                return self.answer_and_close(stream, &answer).await;
+                return Box::pin(self.answer_and_close(stream, &answer)).await;
             }
         };
         log::debug!("{peer} connected ({transport:?})");
@@ -72,35 +74,39 @@ impl<R: Runtime> Listening<R> {
             Transport::Lines => {
                 serve_from(&self.hub, Some(peer.ip()), stream.clone(), stream).await
             }
-            Transport::WebSocket => self.handshake(stream, peer).await,
+            Transport::WebSocket => Box::pin(self.handshake(stream, peer)).await,
         };
         report(peer, outcome);
         drop(admission);
     }
 
     /// A `ws://` client: its handshake bounded in bytes and time, then the
-    /// WebSocket session.
+    /// WebSocket session. The handshake runs boxed, so what it took is
+    /// given back before the session starts, for as long as it lasts.
     async fn handshake<S>(&self, stream: S, peer: SocketAddr) -> io::Result<()>
     where
         S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
     {
         let guarded = Guarded::new(stream, self.options.handshake_limits());
-        let serving = accept_websocket(
-            &self.hub,
-            guarded.clone(),
-            Some(peer.ip()),
-            &self.options,
-            self.pinger(),
-        );
-        let outcome = match select(pin!(serving), pin!(watch(&guarded, &self.runtime))).await {
-            Either::Left((outcome, _)) => outcome,
-            Either::Right(((), _)) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the WebSocket handshake did not finish in time",
-            )),
-        };
-        self.answer_refusal(guarded, peer).await;
-        outcome
+        let opening = Box::pin(async {
+            let handshake =
+                websocket_handshake(&self.hub, guarded.clone(), Some(peer.ip()), &self.options);
+            match select(pin!(handshake), pin!(watch(&guarded, &self.runtime))).await {
+                Either::Left((outcome, _)) => outcome,
+                Either::Right(((), _)) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the WebSocket handshake did not finish in time",
+                )),
+            }
+        });
+        let opened = opening.await;
+        if !matches!(opened, Ok(Some(_))) {
+            Box::pin(self.answer_refusal(guarded, peer)).await;
+        }
+        match opened? {
+            Some(opened) => opened.run(self.pinger()).await,
+            None => Ok(()),
+        }
     }
 
     /// Serves one accepted socket of an `http://` listener: each request,

@@ -198,11 +198,16 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
     loop {
         let open = inbound.receive(&mut decoder, &mut decoded).await?;
         // What the last input carried counts even when it also ended the input.
-        if !decoded.is_empty() {
+        let lines = decoded.len();
+        if lines > 0 {
             progress = hub.handle_messages(conn, &mut decoded);
         }
         if !apply_all(session, &mut decoder, &mut decoded, progress).await {
             return Ok(());
+        }
+        if decoded.capacity() > 4 * lines.max(8) {
+            // A burst is over: keep room for what reads bring now.
+            decoded.shrink_to(lines.max(8));
         }
         // Let the writers this input woke run before reading more, so that a
         // publisher on a busy server is paced by the delivery it causes

@@ -26,6 +26,7 @@ use crate::Runtime;
 use futures::io::{AsyncRead, AsyncWrite};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -164,6 +165,9 @@ fn refused(refusal: Refusal) -> io::Error {
 pub struct Guarded<S> {
     inner: S,
     state: Arc<Mutex<State>>,
+    /// Set once the connection is open: its bytes then pass untouched,
+    /// without taking the lock.
+    open: Arc<AtomicBool>,
 }
 
 impl<S: Clone> Clone for Guarded<S> {
@@ -171,6 +175,7 @@ impl<S: Clone> Clone for Guarded<S> {
         Guarded {
             inner: self.inner.clone(),
             state: self.state.clone(),
+            open: self.open.clone(),
         }
     }
 }
@@ -191,6 +196,7 @@ impl<S> Guarded<S> {
         Guarded {
             inner,
             state: Arc::new(Mutex::new(state)),
+            open: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -222,13 +228,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.open.load(Ordering::Acquire) {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
         let mut state = this.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.phase == Phase::Answering {
             state.start_head();
-        }
-        if state.phase == Phase::Open {
-            drop(state);
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         state.check()?;
         let room = match state.phase {
@@ -272,12 +277,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        {
+        if !this.open.load(Ordering::Acquire) {
             let mut state = this.state.lock().unwrap_or_else(PoisonError::into_inner);
             if matches!(state.phase, Phase::Head | Phase::Body) {
                 if buf.starts_with(b"HTTP/1.1 101") {
                     state.phase = Phase::Open;
                     state.deadline = None;
+                    this.open.store(true, Ordering::Release);
                 } else if !buf.starts_with(b"HTTP/1.1 1") {
                     // A final answer (not `100 Continue`): the request is in.
                     state.phase = Phase::Answering;

@@ -45,4 +45,6 @@ pub use options::{ListenerOptions, MAX_HEAD};
 pub use origin::check_origin;
 pub use runtime::Runtime;
 pub use token::{refusal_text, request_token};
-pub use websocket::{accept_websocket, serve_websocket, Pinger, WEBSOCKET_PATHS};
+pub use websocket::{
+    accept_websocket, serve_websocket, websocket_handshake, Opened, Pinger, WEBSOCKET_PATHS,
+};

@@ -65,6 +65,38 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     R: Runtime,
 {
+    match websocket_handshake(hub, stream, peer, options).await? {
+        Some(opened) => opened.run(pinger).await,
+        None => Ok(()),
+    }
+}
+
+/// A client past its WebSocket handshake, with its session open; see
+/// [`websocket_handshake`].
+pub struct Opened<S> {
+    session: Session,
+    socket: WebSocketStream<S>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Opened<S> {
+    /// Serves the client until it leaves.
+    pub async fn run<R: Runtime>(self, pinger: Option<Pinger<R>>) -> io::Result<()> {
+        run(self.session, self.socket, pinger).await
+    }
+}
+
+/// The handshake of [`accept_websocket`], apart, so that a server can bound
+/// it in time and free what it took before serving the client. `None` when
+/// the handshake was answered with a refusal.
+pub async fn websocket_handshake<S>(
+    hub: &Arc<Hub>,
+    stream: S,
+    peer: Option<IpAddr>,
+    options: &ListenerOptions,
+) -> io::Result<Option<Opened<S>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let mut session = None;
     // The callback's signature is tungstenite's; its error is an HTTP response.
     #[allow(clippy::result_large_err)]
@@ -94,10 +126,7 @@ where
     let socket = async_tungstenite::accept_hdr_async_with_config(stream, check, Some(config(hub)))
         .await
         .map_err(into_io)?;
-    match session {
-        Some(session) => run(session, socket, pinger).await,
-        None => Ok(()),
-    }
+    Ok(session.map(|session| Opened { session, socket }))
 }
 
 /// The status that refuses a WebSocket client for `error`.

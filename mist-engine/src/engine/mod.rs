@@ -22,6 +22,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+/// Waiting input kept room for once it is all applied.
+const RETAINED_INPUT: usize = 64;
+
 /// Names one connection for as long as it is open. Ids of closed connections
 /// are not confused with new ones: a slot's generation changes on reuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -331,23 +334,46 @@ impl Engine {
         conn: ConnId,
         messages: impl IntoIterator<Item = Result<Request, ProtoError>>,
     ) {
-        let Some(c) = self.conn_mut(conn) else { return };
+        let Some(c) = self.conn(conn) else { return };
         if c.closing {
             return;
         }
-        c.input.extend(messages);
-        self.run_turn(conn);
+        let end = self.work.saturating_add(self.config.work_per_turn);
+        let mut messages = messages.into_iter();
+        // Nothing waits before them: apply them as they come, and queue only
+        // what this turn cannot take.
+        if c.input.is_empty() {
+            while self.work < end {
+                let Some(message) = messages.next() else {
+                    return;
+                };
+                if !self.admits(conn, &message) {
+                    if let Some(c) = self.conn_mut(conn).filter(|c| !c.closing) {
+                        c.input.push_back(message);
+                    }
+                    break;
+                }
+                self.work += 1;
+                self.process(conn, message);
+            }
+        }
+        if let Some(c) = self.conn_mut(conn) {
+            if !c.closing {
+                c.input.extend(messages);
+            }
+        }
+        self.run_turn(conn, end);
     }
 
     /// Input: `conn` may go on with its waiting input, for another turn.
     pub fn handle_resume(&mut self, conn: ConnId) {
-        self.run_turn(conn);
+        let end = self.work.saturating_add(self.config.work_per_turn);
+        self.run_turn(conn, end);
     }
 
     /// Applies `conn`'s waiting input until it is all applied, the turn's
-    /// work is used up, or the next one must wait.
-    fn run_turn(&mut self, conn: ConnId) {
-        let end = self.work.saturating_add(self.config.work_per_turn);
+    /// work reaches `end`, or the next one must wait.
+    fn run_turn(&mut self, conn: ConnId, end: u64) {
         while self.work < end && self.next_fits(conn) {
             let Some(message) = self.conn_mut(conn).and_then(|c| c.input.pop_front()) else {
                 return;
@@ -355,22 +381,34 @@ impl Engine {
             self.work += 1;
             self.process(conn, message);
         }
+        if let Some(c) = self.conn_mut(conn) {
+            if c.input.is_empty() && c.input.capacity() > RETAINED_INPUT {
+                // A burst is over: an idle connection keeps no large queue.
+                c.input = VecDeque::new();
+            }
+        }
     }
 
-    /// Whether `conn`'s next input can be applied now: it is neither closing
-    /// nor waiting for an admin change, and its outbox has room for the
-    /// largest reply that input can get.
+    /// Whether `conn`'s next input can be applied now.
     fn next_fits(&self, conn: ConnId) -> bool {
+        self.conn(conn)
+            .and_then(|c| c.input.front())
+            .is_some_and(|next| self.admits(conn, next))
+    }
+
+    /// Whether `message` may be applied for `conn` now: it is neither
+    /// closing nor waiting for an admin change, and its outbox has room for
+    /// the largest reply `message` can get.
+    fn admits(&self, conn: ConnId, message: &Result<Request, ProtoError>) -> bool {
         let Some(c) = self.conn(conn) else {
-            return false;
-        };
-        let Some(next) = c.input.front() else {
             return false;
         };
         // An empty outbox takes any reply: no need to size it.
         !c.closing
             && !c.waiting
-            && (c.outbox.is_empty() || c.outbox.has_room(self.reply_bound(c, next), &self.config))
+            && (c.outbox.is_empty()
+                || c.outbox
+                    .has_room(self.reply_bound(c, message), &self.config))
     }
 
     /// What `conn`'s reader should do next.

@@ -1,0 +1,381 @@
+//! The engine against a brute-force model of the protocol, shared by the
+//! `engine` fuzz target (operations decoded from arbitrary bytes) and
+//! mist-engine's property test (operations from proptest strategies), which
+//! also replays the fuzzer's committed regressions.
+//!
+//! Sequences of connect / subscribe / unsubscribe / publish / list / garbage
+//! / drain / resume / close / disconnect run through the real engine and
+//! through a model that checks every subscription of every connection on
+//! every publish. After each drain, the frames the engine hands out must
+//! equal the model's, frame for frame: delivery targets, once-only delivery,
+//! publisher exclusion, ordering, the outbox bound and the drop count all
+//! have to agree. A command waits, unapplied, while its connection's outbox
+//! has no room for a reply, and goes on once the writer has drained it: the
+//! model keeps each connection's waiting commands too. On a secured engine
+//! each connection holds a token, and permission errors must agree as well:
+//! a message reaches a client only if its token was granted every tag of it.
+
+#![allow(dead_code)] // each includer uses a different part
+
+use bytes::Bytes;
+use mist_engine::auth::Grants;
+use mist_engine::{Config, ConnId, Engine, Output};
+use mist_proto::{encode, Data, ProtoError, Request};
+use std::collections::{BTreeSet, HashSet, VecDeque};
+
+pub const TAGS: [&str; 4] = ["a", "b", "c", "d"];
+const MAX_FRAMES: usize = 4;
+
+/// Tokens of the secured engine: the admin, and two registered ones.
+const ADMIN: &str = "admin";
+const TOKENS: [(&str, &[&str]); 2] = [("ab", &["a", "b"]), ("bcd", &["b", "c", "d"])];
+
+/// One step of a run.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Connects with the admin token (0) or a registered one (1, 2); on an
+    /// open engine the token is ignored.
+    Connect(usize),
+    Subscribe(usize, Vec<usize>),
+    Unsubscribe(usize, Vec<usize>),
+    Publish(usize, Vec<usize>, u8),
+    List(usize),
+    /// A line that is not a message: answered with an error, in order.
+    Garbage(usize),
+    Drain(usize),
+    /// The reader asks for another turn without its writer having drained.
+    Resume(usize),
+    CloseInput(usize),
+    Disconnect(usize),
+}
+
+/// Operations decoded from arbitrary bytes, and whether the engine is
+/// secured (the first byte's low bit): the fuzz target's input.
+pub fn ops_from_bytes(bytes: &[u8]) -> (bool, Vec<Op>) {
+    let Some((&first, mut rest)) = bytes.split_first() else {
+        return (false, Vec::new());
+    };
+    let mut ops = Vec::new();
+    let tags = |mask: u8| -> Vec<usize> {
+        let mut tags: Vec<usize> = (0..TAGS.len()).filter(|t| mask & (1 << t) != 0).collect();
+        if tags.is_empty() {
+            tags.push(usize::from(mask >> 4) % TAGS.len());
+        }
+        tags
+    };
+    while let [code, who, arg, tail @ ..] = rest {
+        rest = tail;
+        let who = usize::from(*who);
+        ops.push(match code % 11 {
+            0 => Op::Connect(usize::from(*arg) % 3),
+            1 => Op::Subscribe(who, tags(*arg)),
+            2 => Op::Unsubscribe(who, tags(*arg)),
+            3 | 4 => Op::Publish(who, tags(*arg), arg.wrapping_mul(31)),
+            5 => Op::List(who),
+            6 => Op::Garbage(who),
+            7 | 8 => Op::Drain(who),
+            9 => match arg % 3 {
+                0 => Op::CloseInput(who),
+                1 => Op::Disconnect(who),
+                _ => Op::Resume(who),
+            },
+            _ => Op::Resume(who),
+        });
+    }
+    (first & 1 == 1, ops)
+}
+
+/// A command waiting in the model as it waits in the engine.
+#[derive(Debug, Clone)]
+enum Cmd {
+    Subscribe(Vec<usize>),
+    Unsubscribe(Vec<usize>),
+    Publish(Vec<usize>, String),
+    List,
+    Garbage,
+}
+
+/// What the model knows of one connection.
+#[derive(Default)]
+struct ModelConn {
+    /// The tags its token may use; `None` for the admin or an open server.
+    granted: Option<BTreeSet<&'static str>>,
+    subscriptions: BTreeSet<BTreeSet<&'static str>>,
+    queue: VecDeque<Bytes>,
+    in_flight: usize,
+    dropped: u64,
+    /// Commands received and not applied yet.
+    pending: VecDeque<Cmd>,
+}
+
+impl ModelConn {
+    fn held(&self) -> usize {
+        self.queue.len() + self.in_flight
+    }
+
+    /// Room for one more reply: below the frame bound, or empty.
+    fn has_room(&self) -> bool {
+        self.held() == 0 || self.held() < MAX_FRAMES
+    }
+
+    /// Whether a message tagged `published` may reach it.
+    fn receives(&self, published: &BTreeSet<&'static str>) -> bool {
+        self.granted.as_ref().is_none_or(|g| published.is_subset(g))
+    }
+
+    /// Whether the token may use `tags`; if not, the model expects the error.
+    fn permits(&mut self, command: &str, tags: &[usize]) -> bool {
+        let Some(granted) = &self.granted else {
+            return true;
+        };
+        let mut denied: Vec<&str> = tags
+            .iter()
+            .map(|&t| TAGS[t])
+            .filter(|t| !granted.contains(t))
+            .collect();
+        if denied.is_empty() {
+            return true;
+        }
+        denied.sort_unstable();
+        denied.dedup();
+        let error = format!(
+            "permission denied: this token may not use the tag(s) {}",
+            denied.join(", ")
+        );
+        self.queue
+            .push_back(encode::error(command, Some(&names(tags)), &error));
+        false
+    }
+}
+
+fn names(tags: &[usize]) -> Vec<String> {
+    tags.iter().map(|&t| TAGS[t].to_string()).collect()
+}
+
+fn set(tags: &[usize]) -> BTreeSet<&'static str> {
+    tags.iter().map(|&t| TAGS[t]).collect()
+}
+
+pub struct Harness {
+    engine: Engine,
+    secured: bool,
+    /// Open connections, engine id and model side by side.
+    conns: Vec<(ConnId, ModelConn)>,
+    /// Connections whose writer the engine has asked to wake.
+    woken: HashSet<ConnId>,
+}
+
+impl Harness {
+    fn drain_outputs(&mut self) {
+        while let Some(output) = self.engine.poll_output() {
+            match output {
+                Output::Transmit(id) => {
+                    self.woken.insert(id);
+                }
+                other => panic!("unexpected output {other:?}"),
+            }
+        }
+    }
+
+    fn pick(&self, who: usize) -> Option<usize> {
+        (!self.conns.is_empty()).then(|| who % self.conns.len())
+    }
+
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Connect(role) => {
+                let (token, granted) = match role {
+                    0 => (ADMIN, None),
+                    n => (
+                        TOKENS[n - 1].0,
+                        Some(TOKENS[n - 1].1.iter().copied().collect()),
+                    ),
+                };
+                let id = self.engine.handle_connect_with_token(Some(token)).unwrap();
+                let granted = if self.secured { granted } else { None };
+                self.conns.push((
+                    id,
+                    ModelConn {
+                        granted,
+                        ..ModelConn::default()
+                    },
+                ));
+            }
+            Op::Subscribe(who, tags) => self.command(who, Cmd::Subscribe(tags)),
+            Op::Unsubscribe(who, tags) => self.command(who, Cmd::Unsubscribe(tags)),
+            Op::Publish(who, tags, data) => self.command(who, Cmd::Publish(tags, data.to_string())),
+            Op::List(who) => self.command(who, Cmd::List),
+            Op::Garbage(who) => self.command(who, Cmd::Garbage),
+            Op::Resume(who) => {
+                let Some(i) = self.pick(who) else { return };
+                self.engine.handle_resume(self.conns[i].0);
+                self.run_pending(i);
+            }
+            Op::Drain(who) => {
+                let Some(i) = self.pick(who) else { return };
+                let (id, model) = &mut self.conns[i];
+                let mut batch = VecDeque::new();
+                let got = self.engine.poll_transmit(*id, &mut batch);
+                assert_eq!(got, !model.queue.is_empty());
+                assert_eq!(batch, model.queue, "frames handed to {id}");
+                model.in_flight = model.queue.len();
+                model.queue.clear();
+                let id = *id;
+                self.woken.remove(&id);
+                // The reader goes on once the writer took frames.
+                self.drain_outputs();
+                self.engine.handle_resume(id);
+                self.run_pending(i);
+            }
+            Op::CloseInput(who) => {
+                let Some(i) = self.pick(who) else { return };
+                self.engine.handle_input_closed(self.conns[i].0);
+                self.conns[i].1.subscriptions.clear();
+                self.conns[i].1.pending.clear();
+            }
+            Op::Disconnect(who) => {
+                let Some(i) = self.pick(who) else { return };
+                let (id, _) = self.conns.remove(i);
+                self.engine.handle_disconnect(id);
+                self.woken.remove(&id);
+            }
+        }
+        self.after();
+    }
+
+    /// Sends a command to the engine, and to the model's queue.
+    fn command(&mut self, who: usize, cmd: Cmd) {
+        let Some(i) = self.pick(who) else { return };
+        let id = self.conns[i].0;
+        let message = match &cmd {
+            Cmd::Subscribe(tags) => Ok(Request::new("subscribe").tags(names(tags))),
+            Cmd::Unsubscribe(tags) => Ok(Request::new("unsubscribe").tags(names(tags))),
+            Cmd::Publish(tags, data) => Ok(Request::new("publish").tags(names(tags)).data(data)),
+            Cmd::List => Ok(Request::new("list")),
+            Cmd::Garbage => Err(ProtoError::NotAnObject),
+        };
+        self.engine.handle_message(id, message);
+        self.conns[i].1.pending.push_back(cmd);
+        self.run_pending(i);
+    }
+
+    /// Applies connection `i`'s waiting commands while its outbox has room.
+    fn run_pending(&mut self, i: usize) {
+        while self.conns[i].1.has_room() {
+            let Some(cmd) = self.conns[i].1.pending.pop_front() else {
+                return;
+            };
+            self.apply_command(i, cmd);
+        }
+    }
+
+    fn apply_command(&mut self, i: usize, cmd: Cmd) {
+        let model = &mut self.conns[i].1;
+        match cmd {
+            Cmd::Subscribe(tags) => {
+                if model.permits("subscribe", &tags) {
+                    model.subscriptions.insert(set(&tags));
+                }
+            }
+            Cmd::Unsubscribe(tags) => {
+                if model.permits("unsubscribe", &tags) {
+                    model.subscriptions.remove(&set(&tags));
+                }
+            }
+            Cmd::Publish(tags, data) => {
+                if !model.permits("publish", &tags) {
+                    return;
+                }
+                let frame = encode::publish(&names(&tags), Some(&Data::new(&data)));
+                let published = set(&tags);
+                for (j, (_, model)) in self.conns.iter_mut().enumerate() {
+                    let wants = model.subscriptions.iter().any(|s| s.is_subset(&published));
+                    if j == i || !wants || !model.receives(&published) {
+                        continue;
+                    }
+                    if model.held() == 0 || model.held() < MAX_FRAMES {
+                        model.queue.push_back(frame.clone());
+                    } else {
+                        model.dropped += 1;
+                    }
+                }
+            }
+            Cmd::Garbage => {
+                let error = mist_engine::Error::from(ProtoError::NotAnObject).to_string();
+                model.queue.push_back(encode::error("", None, &error));
+            }
+            Cmd::List => {
+                let mut subs: Vec<Vec<String>> = model
+                    .subscriptions
+                    .iter()
+                    .map(|s| s.iter().map(|t| t.to_string()).collect())
+                    .collect();
+                subs.sort_by_key(|tags| tags.join(","));
+                model.queue.push_back(encode::list(&subs));
+            }
+        }
+    }
+
+    fn after(&mut self) {
+        self.drain_outputs();
+        self.check_invariants();
+    }
+
+    fn check_invariants(&self) {
+        let mut subscriptions = 0;
+        for (id, model) in &self.conns {
+            let stats = self.engine.conn_stats(*id).expect("open connection");
+            assert_eq!(stats.queued_frames, model.queue.len() + model.in_flight);
+            assert_eq!(stats.dropped, model.dropped, "drops at {id}");
+            assert_eq!(
+                stats.pending_input,
+                model.pending.len(),
+                "waiting input at {id}"
+            );
+            assert_eq!(
+                self.woken.contains(id),
+                !model.queue.is_empty(),
+                "{id} is woken exactly when it has frames queued"
+            );
+            subscriptions += model.subscriptions.len();
+        }
+        let stats = self.engine.stats();
+        assert_eq!(stats.connections, self.conns.len());
+        assert_eq!(stats.subscriptions, subscriptions);
+    }
+}
+
+/// Runs `ops` through the engine and the model; panics where they differ.
+pub fn run(secured: bool, ops: Vec<Op>) {
+    let config = Config {
+        max_outbox_frames: MAX_FRAMES,
+        ..Config::default()
+    };
+    let engine = if secured {
+        let grants: Grants = TOKENS
+            .iter()
+            .map(|(token, tags)| {
+                (
+                    token.to_string(),
+                    tags.iter().map(|t| t.to_string()).collect(),
+                )
+            })
+            .collect();
+        Engine::secured(config, ADMIN.to_string(), grants)
+    } else {
+        Engine::new(config)
+    };
+    let mut harness = Harness {
+        engine,
+        secured,
+        conns: Vec::new(),
+        woken: HashSet::new(),
+    };
+    for op in ops {
+        harness.apply(op);
+    }
+    // Finally every connection's remaining frames must match too.
+    for i in 0..harness.conns.len() {
+        harness.apply(Op::Drain(i));
+    }
+}

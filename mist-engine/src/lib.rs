@@ -10,17 +10,26 @@
 //! # The contract
 //!
 //! Inputs are the `handle_*` methods:
-//! - [`Engine::handle_connect`] when a client connects; it returns the [`ConnId`].
-//!   [`Engine::handle_connect_with_token`] instead when the client gave its
-//!   token out of band (an HTTP header); a secured engine refuses a bad one.
-//! - [`Engine::handle_message`] for every line the client sent, decoded by
-//!   [`mist_proto::LineDecoder`], in the order the lines arrived (errors too:
-//!   the engine answers them in order with the other replies).
+//! - [`Engine::handle_connect_from`] when a client connects from an address,
+//!   with [`Credentials`]: in band (it must send `auth` first, within
+//!   [`Config::auth_timeout`]) or a token given out of band (an HTTP header),
+//!   which a secured engine checks at once. It returns the [`ConnId`].
+//!   [`Engine::handle_connect`] and [`Engine::handle_connect_with_token`] are
+//!   the same without an address.
+//! - [`Engine::handle_input`] with the lines the client sent, decoded by
+//!   [`mist_proto::LineDecoder`], in the order they arrived (errors too: the
+//!   engine answers them in order with the other replies);
+//!   [`Engine::handle_message`] for one.
+//! - [`Engine::handle_resume`] to give a connection another turn for the
+//!   input the engine holds for it (see below).
 //! - [`Engine::handle_input_closed`] when the client will send nothing more.
 //!   Its subscriptions end; replies already queued are still handed out.
 //! - [`Engine::handle_disconnect`] when the connection is gone.
 //! - [`Engine::handle_persisted`] with the authenticator's outcome for an
 //!   [`Output::Persist`].
+//! - [`Engine::handle_timeout`] with the current time, at start and about
+//!   once a second: authentication deadlines and the failed-attempt throttle
+//!   run on the time passed in.
 //!
 //! Outputs are the `poll_*` methods. **Every input must be followed by
 //! draining [`Engine::poll_output`] until it returns `None`**:
@@ -33,12 +42,21 @@
 //!   with the authenticator, outside the engine and its lock. Until the
 //!   outcome comes back, the change has no effect and its admin's later
 //!   commands wait, so commands still take effect in order; everyone else
-//!   carries on.
-//! - [`Engine::is_closing`] says that a connection was refused (a bad token)
-//!   or revoked: write what is queued for it, then close it.
-//! - [`Engine::accepts_input`] is false while a connection's own replies
-//!   exceed its outbox bound; its reader should stop reading until the writer
-//!   has drained the outbox. This applies backpressure to that one client only.
+//!   carries on, and changes to other tokens are stored meanwhile.
+//! - [`Output::Resume`]`(conn)`: `conn`'s admin change settled; its reader
+//!   may give it another turn.
+//! - [`Output::Throttled`]: an address used up its failed authentications;
+//!   worth one line in the log.
+//!
+//! After each input, [`Engine::flow`] tells a connection's reader what to do:
+//! [`Flow::Read`] when all its input is applied; [`Flow::Yield`] when its
+//! turn's work ([`Config::work_per_turn`]) is used up, so that other clients
+//! run before [`Engine::handle_resume`]; [`Flow::Wait`] when its next command
+//! needs room in its outbox for a reply (or waits for an admin change), so
+//! the reader waits for its writer before resuming; [`Flow::Close`] when it
+//! was refused or revoked (write what is queued, then close). The reader
+//! reads more only on `Read`, so a client is held to one read's worth of
+//! waiting input, and its queued replies never exceed its outbox bound.
 //!
 //! # Access
 //!

@@ -304,7 +304,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 }
 
 /// Keeps the deadlines of `guarded`'s exchanges: resolves once one has
-/// passed and the connection has had [`GRACE`] to end by itself, so the
+/// passed and the connection has had a second to end by itself, so the
 /// caller can drop it. Never resolves once the connection is open.
 pub async fn watch<S>(guarded: &Guarded<S>, runtime: &impl Runtime) {
     loop {

@@ -12,6 +12,7 @@ use futures::future::{poll_fn, select, Either};
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use mist_engine::{ConnId, Credentials, Flow};
 use mist_proto::{LineDecoder, ProtoError, Request};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -202,9 +203,10 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
         if lines > 0 {
             progress = hub.handle_messages(conn, &mut decoded);
         }
-        if !apply_all(session, &mut decoder, &mut decoded, progress).await {
-            return Ok(());
-        }
+        progress = match apply_all(session, &mut decoder, &mut decoded, progress).await {
+            Some(applied) => applied,
+            None => return Ok(()),
+        };
         if decoded.capacity() > 4 * lines.max(8) {
             // A burst is over: keep room for what reads bring now.
             decoded.shrink_to(lines.max(8));
@@ -224,26 +226,27 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
 /// turns as it allows: after other clients had theirs when its work was used
 /// up, and after its writer made room when its replies would not fit. Once
 /// the client has authenticated, what the decoder held behind its `auth`
-/// line follows. Returns false when the connection is to be closed.
+/// line follows. Returns where the connection then stands (always ready to
+/// read), or `None` when it is to be closed.
 async fn apply_all(
     session: &Session,
     decoder: &mut LineDecoder,
     decoded: &mut Vec<Result<Request, ProtoError>>,
     mut progress: Progress,
-) -> bool {
+) -> Option<Progress> {
     let (hub, conn) = (&session.hub, session.conn);
     loop {
         match progress.flow {
-            Flow::Close => return false,
+            Flow::Close => return None,
             Flow::Read if decoder.is_held() && !progress.anonymous => {
                 decoder.release(decoded);
                 if decoded.is_empty() {
-                    return true;
+                    return Some(progress);
                 }
                 progress = hub.handle_messages(conn, decoded);
                 continue;
             }
-            Flow::Read => return true,
+            Flow::Read => return Some(progress),
             Flow::Yield => yield_now().await,
             Flow::Wait => session.link.room.wait().await,
         }
@@ -288,14 +291,28 @@ async fn yield_now() {
 /// Lines over a byte stream (TCP).
 struct ByteInbound<R> {
     reader: R,
-    buf: Vec<u8>,
+    /// Every connection's own buffer, for a client that sends little.
+    small: Box<[u8; FIRST_READ]>,
+    /// A large buffer while the client sends a lot, from the thread's spares.
+    large: Option<Box<[u8]>>,
 }
+
+thread_local! {
+    /// Large read buffers not in use, kept for the next busy connection on
+    /// this thread, so that giving a waiting connection's buffer back costs
+    /// nothing when it is busy again.
+    static SPARE_BUFFERS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare large buffers a thread keeps at most.
+const SPARES_PER_THREAD: usize = 8;
 
 impl<R> ByteInbound<R> {
     fn new(reader: R) -> Self {
         ByteInbound {
             reader,
-            buf: vec![0; FIRST_READ],
+            small: Box::new([0; FIRST_READ]),
+            large: None,
         }
     }
 }
@@ -306,20 +323,39 @@ impl<R: AsyncRead + Unpin + Send> Inbound for ByteInbound<R> {
         decoder: &mut LineDecoder,
         out: &mut Vec<Result<Request, ProtoError>>,
     ) -> io::Result<bool> {
-        let n = poll_fn(|cx| {
-            let read = Pin::new(&mut self.reader).poll_read(cx, &mut self.buf);
-            if read.is_pending() && self.buf.len() > FIRST_READ {
-                // Nothing left to read: the burst is over, and a connection
-                // that waits keeps only a small buffer.
-                self.buf = vec![0; FIRST_READ];
+        let (n, full) = poll_fn(|cx| {
+            let buf: &mut [u8] = match &mut self.large {
+                Some(large) => large,
+                None => &mut self.small[..],
+            };
+            let size = buf.len();
+            match Pin::new(&mut self.reader).poll_read(cx, buf) {
+                Poll::Pending => {
+                    // Nothing left to read: the burst is over, and a
+                    // connection that waits keeps only its small buffer.
+                    if let Some(large) = self.large.take() {
+                        SPARE_BUFFERS.with(|spares| {
+                            let mut spares = spares.borrow_mut();
+                            if spares.len() < SPARES_PER_THREAD {
+                                spares.push(large);
+                            }
+                        });
+                    }
+                    Poll::Pending
+                }
+                Poll::Ready(read) => Poll::Ready(read.map(|n| (n, n == size))),
             }
-            read
         })
         .await?;
-        decoder.decode(&self.buf[..n], out);
-        if n == self.buf.len() && self.buf.len() < LARGEST_READ {
-            // A full read: more is waiting, read it in large chunks.
-            self.buf.resize(LARGEST_READ, 0);
+        let read = match &self.large {
+            Some(large) => &large[..n],
+            None => &self.small[..n],
+        };
+        decoder.decode(read, out);
+        if full && self.large.is_none() {
+            // More is waiting: read it in large chunks.
+            let spare = SPARE_BUFFERS.with(|spares| spares.borrow_mut().pop());
+            self.large = Some(spare.unwrap_or_else(|| vec![0; LARGEST_READ].into_boxed_slice()));
         }
         Ok(n > 0)
     }

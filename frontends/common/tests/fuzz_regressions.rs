@@ -16,8 +16,17 @@ fn the_regression_corpus_upholds_the_session_invariants() {
     for entry in std::fs::read_dir(&dir).expect("the corpus directory exists") {
         let path = entry.unwrap().path();
         let input = std::fs::read(&path).unwrap();
-        let outcome = std::panic::catch_unwind(|| session_check::check(&input));
-        assert!(outcome.is_ok(), "invariant broken by {}", path.display());
+        // A session that never ends is a finding too: watch for it.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = std::panic::catch_unwind(|| session_check::check(&input));
+            let _ = done.send(outcome.is_ok());
+        });
+        match finished.recv_timeout(std::time::Duration::from_secs(20)) {
+            Ok(true) => {}
+            Ok(false) => panic!("invariant broken by {}", path.display()),
+            Err(_) => panic!("the session never ended on {}", path.display()),
+        }
         checked += 1;
     }
     assert!(

@@ -237,17 +237,14 @@ def main():
     for t in threads:
         t.start()
     started = time.time()
-    warm = None
-    peak_after_warm = 0.0
+    samples = []
     print(f"{'min':>5} {'RSS MiB':>8} {'sockets':>7} {'sent':>9} {'received':>9} {'lost':>6} {'churned':>8} {'hostile':>8} {'dropped':>9}")
     while time.time() - started < MINUTES * 60:
         time.sleep(INTERVAL)
         rss = rss_mib()
         elapsed = (time.time() - started) / 60
-        if warm is None and elapsed >= 1:
-            warm = rss
-        elif warm is not None:
-            peak_after_warm = max(peak_after_warm, rss)
+        if elapsed >= 1:  # after warm-up
+            samples.append((elapsed, rss))
         s = stats()
         with lock:
             t = dict(totals)
@@ -257,9 +254,15 @@ def main():
     with lock:
         t = dict(totals)
     loss = 100.0 * t["missing"] / max(1, t["sent"])
-    growth = peak_after_warm - (warm or 0)
     print(f"well-behaved loss: {t['missing']} of {t['sent']} ({loss:.3f} %)")
-    print(f"RSS after warm-up: {warm or 0:.1f} MiB, highest later {peak_after_warm:.1f} MiB (growth {growth:+.1f} MiB)")
+    if len(samples) >= 2:
+        # Least squares: memory that is flat has a slope near zero.
+        n = len(samples)
+        mx = sum(x for x, _ in samples) / n
+        my = sum(y for _, y in samples) / n
+        slope = sum((x - mx) * (y - my) for x, y in samples) / sum((x - mx) ** 2 for x, _ in samples)
+        low, high = min(y for _, y in samples), max(y for _, y in samples)
+        print(f"RSS after warm-up: {low:.0f} to {high:.0f} MiB, trend {slope:+.2f} MiB per minute")
     return 0 if t["missing"] == 0 else 1
 
 

@@ -28,7 +28,9 @@ pub struct Config {
     /// subscription. Bounds the memory a client's subscriptions pin and the
     /// matching work they can add to every publish.
     pub max_subscription_bytes: usize,
-    /// Connections open at once; more are refused.
+    /// Connections open at once; more are refused. The frontends count
+    /// every accepted socket against it too, those still in a handshake or
+    /// not yet authenticated included.
     pub max_connections: usize,
     /// Work the engine does for one connection's queued input before it
     /// hands control back ([`crate::Flow::Yield`]), in the engine's own

@@ -748,3 +748,48 @@ macro_rules! on_every_runtime {
         }
     };
 }
+
+/// The address of the throwaway PostgreSQL that `scripts/test.sh` starts.
+pub fn postgres() -> Option<String> {
+    let address = std::env::var("MIST_TEST_POSTGRES").ok();
+    if address.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "MIST_TEST_POSTGRES is not set: use scripts/test.sh"
+        );
+        eprintln!("NOTICE: PostgreSQL tests skipped: MIST_TEST_POSTGRES is not set (scripts/test.sh sets it)");
+    }
+    address
+}
+
+/// A new, empty database on the test server; returns its name.
+pub fn fresh_database(address: &str, name: &str) -> String {
+    let db = format!("mist_{name}_{}", std::process::id());
+    psql(address, &format!("DROP DATABASE IF EXISTS {db}"));
+    psql(address, &format!("CREATE DATABASE {db}"));
+    db
+}
+
+/// Runs SQL on the test server's `postgres` database.
+pub fn psql(address: &str, sql: &str) {
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let status = std::process::Command::new("psql")
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qAt",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "{sql}");
+}

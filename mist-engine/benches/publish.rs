@@ -12,15 +12,15 @@ fn setup(subscribers: usize, bystanders: usize) -> (Engine, ConnId, Vec<ConnId>)
     let mut engine = Engine::new(Config::default());
     let mut hot = Vec::new();
     for _ in 0..subscribers {
-        let c = engine.handle_connect();
+        let c = engine.handle_connect().expect("room for a connection");
         engine.handle_message(c, Ok(Request::new("subscribe").tags(["hot"])));
         hot.push(c);
     }
     for i in 0..bystanders {
-        let c = engine.handle_connect();
+        let c = engine.handle_connect().expect("room for a connection");
         engine.handle_message(c, Ok(Request::new("subscribe").tags([format!("cold{i}")])));
     }
-    let publisher = engine.handle_connect();
+    let publisher = engine.handle_connect().expect("room for a connection");
     (engine, publisher, hot)
 }
 

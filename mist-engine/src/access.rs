@@ -3,8 +3,8 @@
 //! failed authentications.
 
 use crate::auth::{same_token, Change, Grants};
-use crate::engine::ConnId;
 use crate::hash::IdHashMap;
+use crate::id::ConnId;
 use crate::throttle::Throttle;
 use crate::{Config, Error};
 use std::collections::{BTreeSet, HashMap, VecDeque};

@@ -13,14 +13,15 @@
 //!         Ok(())
 //!     }))
 //!     .unwrap();
-//! let client = engine.handle_connect();
+//! let client = engine.handle_connect().unwrap();
 //! engine.handle_message(client, Ok(Request::new("echo").data("hi")));
 //! let mut frames = VecDeque::new();
 //! assert!(engine.poll_transmit(client, &mut frames));
 //! assert_eq!(&frames[0][..], b"{\"command\":\"echo\",\"data\":\"hi\"}\n");
 //! ```
 
-use crate::engine::{ConnId, Engine, Stats};
+use crate::engine::{Engine, Stats};
+use crate::id::ConnId;
 use crate::Error;
 use bytes::Bytes;
 use mist_proto::Request;

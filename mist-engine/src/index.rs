@@ -17,8 +17,8 @@
 //! bytes per tag of each distinct subscription, never a structure that grows
 //! faster than the subscriptions themselves.
 
-use crate::engine::ConnId;
 use crate::hash::IdHashMap;
+use crate::id::ConnId;
 use hashbrown::HashTable;
 use mist_proto::encode::escaped_len;
 use std::collections::HashMap;

@@ -81,8 +81,8 @@
 //! use std::collections::VecDeque;
 //!
 //! let mut engine = Engine::new(Config::default());
-//! let subscriber = engine.handle_connect();
-//! let publisher = engine.handle_connect();
+//! let subscriber = engine.handle_connect().unwrap();
+//! let publisher = engine.handle_connect().unwrap();
 //! engine.handle_message(subscriber, Ok(Request::new("subscribe").tags(["onefish"])));
 //! engine.handle_message(publisher, Ok(Request::new("publish").tags(["onefish", "twofish"]).data("hi")));
 //!
@@ -105,6 +105,7 @@ mod engine;
 mod error;
 pub mod extension;
 mod hash;
+mod id;
 mod index;
 mod outbox;
 mod throttle;

@@ -61,7 +61,7 @@ fn persists(engine: &mut Engine) -> Vec<(u64, Change)> {
 #[test]
 fn the_first_message_must_be_auth() {
     let mut e = engine();
-    let c = e.handle_connect();
+    let c = e.handle_connect().expect("room for a connection");
     e.handle_message(c, Ok(Request::new("ping")));
     assert_eq!(
         errors(&mut e, c),
@@ -78,7 +78,7 @@ fn the_first_message_must_be_auth() {
 #[test]
 fn a_wrong_token_is_refused_and_closed() {
     let mut e = engine();
-    let c = e.handle_connect();
+    let c = e.handle_connect().expect("room for a connection");
     e.handle_message(c, Ok(auth("guess")));
     assert_eq!(
         errors(&mut e, c),
@@ -103,7 +103,10 @@ fn tokens_given_out_of_band_are_checked_at_connect() {
 #[test]
 fn a_registered_token_may_use_only_its_tags() {
     let mut e = engine();
-    let (reader, admin) = (e.handle_connect(), e.handle_connect());
+    let (reader, admin) = (
+        e.handle_connect().expect("room for a connection"),
+        e.handle_connect().expect("room for a connection"),
+    );
     e.handle_message(reader, Ok(auth("reader")));
     e.handle_message(admin, Ok(auth(ADMIN)));
     e.handle_message(reader, Ok(Request::new("subscribe").tags(["news"])));
@@ -155,7 +158,7 @@ fn a_registered_token_may_use_only_its_tags() {
 #[test]
 fn admin_changes_wait_for_the_authenticator_and_keep_command_order() {
     let mut e = engine();
-    let admin = e.handle_connect();
+    let admin = e.handle_connect().expect("room for a connection");
     e.handle_message(admin, Ok(auth(ADMIN)));
     e.handle_message(
         admin,
@@ -318,7 +321,7 @@ fn unsetting_tags_removes_subscriptions_that_used_them() {
 #[test]
 fn admin_commands_are_unknown_on_an_open_server() {
     let mut e = Engine::new(Config::default());
-    let c = e.handle_connect();
+    let c = e.handle_connect().expect("room for a connection");
     e.handle_message(c, Ok(auth("anything")));
     e.handle_message(c, Ok(Request::new("register").tags(["a"]).data("t")));
     assert_eq!(

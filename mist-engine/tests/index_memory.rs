@@ -61,7 +61,7 @@ fn the_index_takes_about_what_its_subscriptions_took_to_send() {
         ..Config::default()
     };
     let mut engine = Engine::new(config);
-    let tenant = engine.handle_connect();
+    let tenant = engine.handle_connect().expect("room for a connection");
     let input: usize = (0..10_000)
         .map(|n| Request::new("subscribe").tags(tags(n)).to_line().len())
         .sum();

@@ -16,7 +16,7 @@ impl Broker {
     }
 
     fn connect(&mut self) -> ConnId {
-        self.engine.handle_connect()
+        self.engine.handle_connect().expect("room for a connection")
     }
 
     fn send(&mut self, conn: ConnId, request: Request) {
@@ -317,5 +317,39 @@ fn a_publish_costs_at_most_the_tags_of_the_subscriptions_it_could_match() {
     assert!(
         spent <= 1000 * 40 + 1000 + 64 + 16,
         "a publish that matches nothing cost {spent} units"
+    );
+}
+
+#[test]
+fn a_full_engine_refuses_new_connections_until_one_leaves() {
+    let mut broker = Broker::new(Config {
+        max_connections: 2,
+        ..Config::default()
+    });
+    let first = broker.connect();
+    broker.connect();
+    assert!(broker.engine.at_capacity());
+    let refused = broker.engine.handle_connect().unwrap_err();
+    assert_eq!(refused, mist_engine::Error::TooManyConnections { limit: 2 });
+    assert_eq!(broker.engine.stats().connections, 2, "nothing was opened");
+    broker.engine.handle_disconnect(first);
+    assert!(broker.engine.handle_connect().is_ok(), "room again");
+}
+
+#[test]
+fn a_stopping_engine_refuses_new_connections_and_closes_the_open_ones() {
+    let mut broker = Broker::new(Config::default());
+    let open = broker.connect();
+    broker.send(open, Request::new("ping"));
+    broker.engine.handle_shutdown();
+    assert_eq!(
+        broker.engine.handle_connect().unwrap_err(),
+        mist_engine::Error::ShuttingDown
+    );
+    assert_eq!(broker.engine.flow(open), Flow::Close);
+    assert_eq!(
+        data_of(&broker.received(open)),
+        ["pong"],
+        "what was queued still goes out"
     );
 }

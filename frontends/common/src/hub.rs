@@ -215,12 +215,12 @@ impl Hub {
     /// Starts a graceful shutdown: listeners stop accepting (see
     /// [`Hub::stopping`]), every connection stops receiving, and each is
     /// closed once what is queued for it has been written.
-    pub fn shut_down(&self) {
+    pub fn shut_down(self: &Arc<Self>) {
         self.shutdown.trigger();
-        let mut state = self.lock();
-        state.engine.handle_shutdown();
-        let links: Vec<Arc<Link>> = state.links.values().cloned().collect();
-        drop(state);
+        let links: Vec<Arc<Link>> = self.drive(|state| {
+            state.engine.handle_shutdown();
+            state.links.values().cloned().collect()
+        });
         for link in links {
             link.outbox_ready.notify();
             link.room.notify();
@@ -318,22 +318,14 @@ impl Hub {
         credentials: Credentials<'_>,
     ) -> Result<(ConnId, Arc<Link>), mist_engine::Error> {
         let link = Arc::new(Link::default());
-        let mut state = self.lock();
-        if self.is_stopping() {
-            return Err(mist_engine::Error::ShuttingDown);
-        }
-        if state.engine.at_capacity() {
-            let limit = state.engine.config().max_connections;
-            return Err(mist_engine::Error::TooManyConnections { limit });
-        }
-        state.engine.handle_timeout(Instant::now());
-        let outcome = state.engine.handle_connect_from(peer, credentials);
-        if let Ok(conn) = outcome {
-            state.links.insert(conn, link.clone());
-        }
-        let effects = drain_outputs(&mut state);
-        drop(state);
-        self.act(effects);
+        let outcome = self.drive(|state| {
+            state.engine.handle_timeout(Instant::now());
+            let outcome = state.engine.handle_connect_from(peer, credentials);
+            if let Ok(conn) = outcome {
+                state.links.insert(conn, link.clone());
+            }
+            outcome
+        });
         outcome.map(|conn| (conn, link))
     }
 
@@ -344,13 +336,10 @@ impl Hub {
         peer: Option<IpAddr>,
         token: Option<&str>,
     ) -> Result<(), mist_engine::Error> {
-        let mut state = self.lock();
-        state.engine.handle_timeout(Instant::now());
-        let outcome = state.engine.check_admin_token(peer, token);
-        let effects = drain_outputs(&mut state);
-        drop(state);
-        self.act(effects);
-        outcome
+        self.drive(|state| {
+            state.engine.handle_timeout(Instant::now());
+            state.engine.check_admin_token(peer, token)
+        })
     }
 
     /// Gives the engine a batch of decoded lines, in order; the engine
@@ -370,23 +359,39 @@ impl Hub {
 
     /// Runs `input` on the engine, then reports where `conn` stands.
     fn with_engine(self: &Arc<Self>, conn: ConnId, input: impl FnOnce(&mut Engine)) -> Progress {
+        self.drive_handing_over(|state| {
+            input(&mut state.engine);
+            let progress = Progress {
+                flow: state.engine.flow(conn),
+                anonymous: state.engine.is_anonymous(conn),
+            };
+            // A client that used up its turn will be back for more: hand the
+            // lock to a client waiting for it, or the busy one would take it
+            // again first, turn after turn, while the others wait.
+            (progress, progress.flow == Flow::Yield)
+        })
+    }
+
+    /// The one way into the engine: takes the lock, gives the engine its
+    /// input, drains every output, releases the lock and only then acts on
+    /// the outputs (wakes writers and readers, stores admin changes).
+    fn drive<R>(self: &Arc<Self>, input: impl FnOnce(&mut State) -> R) -> R {
+        self.drive_handing_over(|state| (input(state), false))
+    }
+
+    /// [`Hub::drive`], handing the lock fairly to a waiting task when
+    /// `input` says so.
+    fn drive_handing_over<R>(self: &Arc<Self>, input: impl FnOnce(&mut State) -> (R, bool)) -> R {
         let mut state = self.lock();
-        input(&mut state.engine);
-        let progress = Progress {
-            flow: state.engine.flow(conn),
-            anonymous: state.engine.is_anonymous(conn),
-        };
+        let (outcome, hand_over) = input(&mut state);
         let effects = drain_outputs(&mut state);
-        if progress.flow == Flow::Yield {
-            // This client used up its turn and will be back for more: hand
-            // the lock to a client waiting for it, or the busy one would take
-            // it again first, turn after turn, while the others wait.
+        if hand_over {
             MutexGuard::unlock_fair(state);
         } else {
             drop(state);
         }
         self.act(effects);
-        progress
+        outcome
     }
 
     /// Where `conn` stands, without giving it input.
@@ -401,11 +406,7 @@ impl Hub {
     /// Tells the engine the time: clients past their authentication
     /// deadline are refused, failed attempts age out.
     pub fn tick(self: &Arc<Self>) {
-        let mut state = self.lock();
-        state.engine.handle_timeout(Instant::now());
-        let effects = drain_outputs(&mut state);
-        drop(state);
-        self.act(effects);
+        self.drive(|state| state.engine.handle_timeout(Instant::now()));
     }
 
     /// Ticks about once a second until the server shuts down. Runtime
@@ -423,43 +424,36 @@ impl Hub {
         conn: ConnId,
         request: &Request,
     ) -> Result<(), mist_engine::Error> {
-        let mut state = self.lock();
-        let outcome = state.engine.handle_command(conn, request);
-        let effects = drain_outputs(&mut state);
-        drop(state);
-        self.act(effects);
-        outcome
+        self.drive(|state| state.engine.handle_command(conn, request))
     }
 
     pub(crate) fn input_closed(self: &Arc<Self>, conn: ConnId) {
-        let mut state = self.lock();
-        state.engine.handle_input_closed(conn);
-        let effects = drain_outputs(&mut state);
-        drop(state);
-        self.act(effects);
+        self.drive(|state| state.engine.handle_input_closed(conn));
     }
 
-    pub(crate) fn disconnect(&self, conn: ConnId) {
-        let mut state = self.lock();
-        state.engine.handle_disconnect(conn);
-        state.links.remove(&conn);
+    pub(crate) fn disconnect(self: &Arc<Self>, conn: ConnId) {
+        self.drive(|state| {
+            state.engine.handle_disconnect(conn);
+            state.links.remove(&conn);
+        });
     }
 
     /// Hands every frame queued for `conn` to its writer (see
     /// [`Engine::poll_transmit`]); also says whether `conn` is to be closed.
-    pub(crate) fn transmit(&self, conn: ConnId, batch: &mut VecDeque<Bytes>) -> (bool, bool) {
-        let mut state = self.lock();
-        let got = state.engine.poll_transmit(conn, batch);
-        (got, state.engine.is_closing(conn))
+    pub(crate) fn transmit(
+        self: &Arc<Self>,
+        conn: ConnId,
+        batch: &mut VecDeque<Bytes>,
+    ) -> (bool, bool) {
+        self.drive(|state| {
+            let got = state.engine.poll_transmit(conn, batch);
+            (got, state.engine.is_closing(conn))
+        })
     }
 
     /// Feeds the authenticator's outcome back; the admin goes on.
     fn persisted(self: &Arc<Self>, id: u64, outcome: Result<(), mist_engine::auth::AuthError>) {
-        let mut state = self.lock();
-        state.engine.handle_persisted(id, outcome);
-        let effects = drain_outputs(&mut state);
-        drop(state);
-        self.act(effects);
+        self.drive(|state| state.engine.handle_persisted(id, outcome));
     }
 
     /// Wakes writers and readers, starts storing changes and reports

@@ -12,48 +12,18 @@ mod subscribe;
 use crate::access::{Access, Role};
 use crate::auth::Grants;
 use crate::extension::CommandHandler;
+pub use crate::id::ConnId;
 use crate::index::{Index, Subscriptions, TagId};
 use crate::outbox::{Outbox, Queued};
 use crate::{Config, Error};
 use bytes::Bytes;
 use mist_proto::{encode, ProtoError, Request};
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// Waiting input kept room for once it is all applied.
 const RETAINED_INPUT: usize = 64;
-
-/// Names one connection for as long as it is open. Ids of closed connections
-/// are not confused with new ones: a slot's generation changes on reuse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(u64);
-
-impl ConnId {
-    fn new(slot: u32, generation: u32) -> ConnId {
-        ConnId(u64::from(generation) << 32 | u64::from(slot))
-    }
-
-    fn slot(self) -> usize {
-        (self.0 & u64::from(u32::MAX)) as usize
-    }
-
-    fn generation(self) -> u32 {
-        (self.0 >> 32) as u32
-    }
-
-    #[cfg(test)]
-    pub(crate) fn for_test(n: u64) -> ConnId {
-        ConnId(n)
-    }
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}.{}", self.slot(), self.generation())
-    }
-}
 
 /// Something the caller must act on; see the crate docs for the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +162,8 @@ pub struct Engine {
     now: Option<Instant>,
     /// Connections that must authenticate in band, by deadline.
     auth_deadlines: VecDeque<(Instant, ConnId)>,
+    /// Shutting down: new connections are refused.
+    stopping: bool,
 }
 
 /// The open connection `id` among `slots`.
@@ -218,6 +190,7 @@ impl Engine {
             work: 0,
             now: None,
             auth_deadlines: VecDeque::new(),
+            stopping: false,
         }
     }
 
@@ -247,17 +220,16 @@ impl Engine {
         &self.config
     }
 
-    /// Whether [`Config::max_connections`] are open; the caller should
-    /// refuse new clients until some leave.
+    /// Whether [`Config::max_connections`] are open: new clients are refused
+    /// until some leave.
     pub fn at_capacity(&self) -> bool {
         self.stats.connections >= self.config.max_connections
     }
 
     /// Input: a client connected. On a secured engine its first message must
-    /// be `auth` (the line protocol).
-    pub fn handle_connect(&mut self) -> ConnId {
-        let conn = self.handle_connect_from(None, Credentials::InBand);
-        conn.expect("a client that authenticates in band is always let in")
+    /// be `auth` (the line protocol). Refused at capacity or during shutdown.
+    pub fn handle_connect(&mut self) -> Result<ConnId, Error> {
+        self.handle_connect_from(None, Credentials::InBand)
     }
 
     /// Input: a client connected with a token it gave out of band (an HTTP
@@ -276,6 +248,13 @@ impl Engine {
         peer: Option<IpAddr>,
         credentials: Credentials<'_>,
     ) -> Result<ConnId, Error> {
+        if self.stopping {
+            return Err(Error::ShuttingDown);
+        }
+        if self.at_capacity() {
+            let limit = self.config.max_connections;
+            return Err(Error::TooManyConnections { limit });
+        }
         let role = match (&self.access, credentials) {
             (None, _) => Role::Open,
             (Some(_), Credentials::InBand) => Role::Anonymous,
@@ -476,8 +455,10 @@ impl Engine {
     }
 
     /// Input: the server is shutting down. Every connection stops receiving
-    /// and is closed once what is queued for it has been written.
+    /// and is closed once what is queued for it has been written; new ones
+    /// are refused.
     pub fn handle_shutdown(&mut self) {
+        self.stopping = true;
         let open: Vec<ConnId> = self.open_conns().collect();
         for conn in open {
             self.close(conn);

@@ -14,6 +14,11 @@
 //! model keeps each connection's waiting commands too. On a secured engine
 //! each connection holds a token, and permission errors must agree as well:
 //! a message reaches a client only if its token was granted every tag of it.
+//!
+//! Publishers are paced: a publish waits, unapplied, while a recipient that
+//! is not stalled has no room, and goes on when that recipient's writer
+//! drains. When the wait expires (`Expire`), recipients still full lose the
+//! message and are stalled, and nobody waits for them until they drain.
 
 #![allow(dead_code)] // each includer uses a different part
 
@@ -45,6 +50,8 @@ pub enum Op {
     Drain(usize),
     /// The reader asks for another turn without its writer having drained.
     Resume(usize),
+    /// A paced publisher's bounded wait ran out; its reader resumes.
+    Expire(usize),
     CloseInput(usize),
     Disconnect(usize),
 }
@@ -74,9 +81,10 @@ pub fn ops_from_bytes(bytes: &[u8]) -> (bool, Vec<Op>) {
             5 => Op::List(who),
             6 => Op::Garbage(who),
             7 | 8 => Op::Drain(who),
-            9 => match arg % 3 {
+            9 => match arg % 4 {
                 0 => Op::CloseInput(who),
                 1 => Op::Disconnect(who),
+                2 => Op::Expire(who),
                 _ => Op::Resume(who),
             },
             _ => Op::Resume(who),
@@ -106,6 +114,14 @@ struct ModelConn {
     dropped: u64,
     /// Commands received and not applied yet.
     pending: VecDeque<Cmd>,
+    /// Its next publish waits for room at a recipient.
+    paced: bool,
+    /// Its bounded wait ran out: its next publish waits for no one.
+    expired: bool,
+    /// It stayed full through a wait: nobody waits for it until it drains.
+    stalled: bool,
+    /// Publishers paced by it.
+    waiters: BTreeSet<ConnId>,
 }
 
 impl ModelConn {
@@ -113,7 +129,7 @@ impl ModelConn {
         self.queue.len() + self.in_flight
     }
 
-    /// Room for one more reply: below the frame bound, or empty.
+    /// Room for one more reply or delivery: below the frame bound, or empty.
     fn has_room(&self) -> bool {
         self.held() == 0 || self.held() < MAX_FRAMES
     }
@@ -163,6 +179,8 @@ pub struct Harness {
     conns: Vec<(ConnId, ModelConn)>,
     /// Connections whose writer the engine has asked to wake.
     woken: HashSet<ConnId>,
+    /// Connections whose reader the engine has asked to resume.
+    resumed: Vec<ConnId>,
 }
 
 impl Harness {
@@ -172,6 +190,7 @@ impl Harness {
                 Output::Transmit(id) => {
                     self.woken.insert(id);
                 }
+                Output::Resume(id) => self.resumed.push(id),
                 other => panic!("unexpected output {other:?}"),
             }
         }
@@ -220,11 +239,42 @@ impl Harness {
                 assert_eq!(batch, model.queue, "frames handed to {id}");
                 model.in_flight = model.queue.len();
                 model.queue.clear();
+                model.stalled = false;
+                let waiters = std::mem::take(&mut model.waiters);
                 let id = *id;
                 self.woken.remove(&id);
-                // The reader goes on once the writer took frames.
+                // Publishers it paced are told to go on.
+                let mut expected: Vec<ConnId> = self
+                    .conns
+                    .iter_mut()
+                    .filter_map(|(w, m)| {
+                        (waiters.contains(w) && std::mem::take(&mut m.paced)).then_some(*w)
+                    })
+                    .collect();
                 self.drain_outputs();
+                let mut resumed = std::mem::take(&mut self.resumed);
+                resumed.sort();
+                expected.sort();
+                assert_eq!(resumed, expected, "publishers resumed by {id}'s writer");
+                // The reader goes on once the writer took frames, and so do
+                // the publishers it paced.
                 self.engine.handle_resume(id);
+                self.run_pending(i);
+                for waiter in resumed {
+                    if let Some(w) = self.conns.iter().position(|(c, _)| *c == waiter) {
+                        self.engine.handle_resume(waiter);
+                        self.run_pending(w);
+                    }
+                }
+            }
+            Op::Expire(who) => {
+                let Some(i) = self.pick(who) else { return };
+                let (id, model) = &mut self.conns[i];
+                self.engine.handle_pace_expired(*id);
+                self.engine.handle_resume(*id);
+                if std::mem::take(&mut model.paced) {
+                    model.expired = true;
+                }
                 self.run_pending(i);
             }
             Op::CloseInput(who) => {
@@ -232,6 +282,8 @@ impl Harness {
                 self.engine.handle_input_closed(self.conns[i].0);
                 self.conns[i].1.subscriptions.clear();
                 self.conns[i].1.pending.clear();
+                self.conns[i].1.paced = false;
+                self.conns[i].1.expired = false;
             }
             Op::Disconnect(who) => {
                 let Some(i) = self.pick(who) else { return };
@@ -259,18 +311,24 @@ impl Harness {
         self.run_pending(i);
     }
 
-    /// Applies connection `i`'s waiting commands while its outbox has room.
+    /// Applies connection `i`'s waiting commands while its outbox has room
+    /// and no publish of its waits for a subscriber.
     fn run_pending(&mut self, i: usize) {
-        while self.conns[i].1.has_room() {
+        while self.conns[i].1.has_room() && !self.conns[i].1.paced {
             let Some(cmd) = self.conns[i].1.pending.pop_front() else {
                 return;
             };
-            self.apply_command(i, cmd);
+            if let Some(paced) = self.apply_command(i, cmd) {
+                self.conns[i].1.pending.push_front(paced);
+            }
         }
     }
 
-    fn apply_command(&mut self, i: usize, cmd: Cmd) {
+    /// Applies one command; a publish that must wait comes back.
+    fn apply_command(&mut self, i: usize, cmd: Cmd) -> Option<Cmd> {
+        let publisher = self.conns[i].0;
         let model = &mut self.conns[i].1;
+        let expired = std::mem::take(&mut model.expired);
         match cmd {
             Cmd::Subscribe(tags) => {
                 if model.permits("subscribe", &tags) {
@@ -284,19 +342,36 @@ impl Harness {
             }
             Cmd::Publish(tags, data) => {
                 if !model.permits("publish", &tags) {
-                    return;
+                    return None;
                 }
                 let frame = encode::publish(&names(&tags), Some(&Data::new(&data)));
                 let published = set(&tags);
-                for (j, (_, model)) in self.conns.iter_mut().enumerate() {
-                    let wants = model.subscriptions.iter().any(|s| s.is_subset(&published));
-                    if j == i || !wants || !model.receives(&published) {
-                        continue;
+                let recipients: Vec<usize> = (0..self.conns.len())
+                    .filter(|&j| {
+                        let model = &self.conns[j].1;
+                        let wants = model.subscriptions.iter().any(|s| s.is_subset(&published));
+                        j != i && wants && model.receives(&published)
+                    })
+                    .collect();
+                let mut paced = false;
+                for &j in &recipients {
+                    let model = &mut self.conns[j].1;
+                    if !expired && !model.stalled && !model.has_room() {
+                        paced = true;
+                        model.waiters.insert(publisher);
                     }
-                    if model.held() == 0 || model.held() < MAX_FRAMES {
+                }
+                if paced {
+                    self.conns[i].1.paced = true;
+                    return Some(Cmd::Publish(tags, data));
+                }
+                for j in recipients {
+                    let model = &mut self.conns[j].1;
+                    if model.has_room() {
                         model.queue.push_back(frame.clone());
                     } else {
                         model.dropped += 1;
+                        model.stalled |= expired;
                     }
                 }
             }
@@ -314,6 +389,7 @@ impl Harness {
                 model.queue.push_back(encode::list(&subs));
             }
         }
+        None
     }
 
     fn after(&mut self) {
@@ -370,6 +446,7 @@ pub fn run(secured: bool, ops: Vec<Op>) {
         secured,
         conns: Vec::new(),
         woken: HashSet::new(),
+        resumed: Vec::new(),
     };
     for op in ops {
         harness.apply(op);

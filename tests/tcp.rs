@@ -270,3 +270,47 @@ fn connections_beyond_the_limit_are_told_and_closed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A publisher's reader is faster than a subscriber's writer; a subscriber
+/// that reads as fast as it can must still get every message: the publisher
+/// is paced, not the deliveries dropped. The outbox is kept small, so
+/// without pacing most of these would be lost.
+fn a_subscriber_that_keeps_up_loses_nothing(runtime: &str) {
+    let server = Server::start_on(runtime, &["--max-outbox-frames", "64"]);
+    let mut subscriber = server.connect();
+    subscriber.subscribe(&["fast"]);
+    let mut publisher = server.connect();
+    const MESSAGES: usize = 200_000;
+    const PER_WRITE: usize = 2_000;
+    let line = Request::new("publish")
+        .tags(["fast"])
+        .data("0123456789abcdef")
+        .to_line();
+    let reader = std::thread::spawn(move || {
+        subscriber.skim(MESSAGES, "{\"command\":\"publish\"");
+        subscriber.sync()
+    });
+    let batch = line.repeat(PER_WRITE);
+    for _ in 0..MESSAGES / PER_WRITE {
+        publisher.send_raw(&batch);
+    }
+    publisher.sync();
+    assert!(
+        reader.join().unwrap().is_empty(),
+        "nothing beyond the count"
+    );
+    let stats = support::http(server.http(), "GET", "/stats", &[], b"").json();
+    assert_eq!(stats["published"], MESSAGES, "{runtime}: {stats}");
+    assert_eq!(stats["delivered"], MESSAGES, "{runtime}: {stats}");
+    assert_eq!(stats["dropped"], 0, "{runtime}: {stats}");
+}
+
+#[test]
+fn a_subscriber_that_keeps_up_loses_nothing_on_async_std() {
+    a_subscriber_that_keeps_up_loses_nothing("async-std");
+}
+
+#[test]
+fn a_subscriber_that_keeps_up_loses_nothing_on_smol() {
+    a_subscriber_that_keeps_up_loses_nothing("smol");
+}

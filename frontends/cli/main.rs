@@ -133,6 +133,12 @@ struct Cli {
     #[argh(option)]
     auth_timeout: Option<u64>,
 
+    /// milliseconds a publisher waits for a subscriber whose outbox is full
+    /// before that subscriber is judged stalled and loses messages
+    /// (default: 100)
+    #[argh(option)]
+    pace_timeout_ms: Option<u64>,
+
     /// seconds a client of a ws:// listener has to finish its WebSocket
     /// handshake (default: 10)
     #[argh(option)]

@@ -246,6 +246,9 @@ fn limits(settings: &Settings) -> Result<(Config, usize), Failure> {
             defaults.max_connections,
         )?,
         auth_timeout: seconds("auth-timeout", settings.auth_timeout, defaults.auth_timeout)?,
+        pace_timeout: settings
+            .pace_timeout_ms
+            .map_or(defaults.pace_timeout, Duration::from_millis),
         ..defaults
     };
     let max_line = positive("max-line", settings.max_line, mist_proto::DEFAULT_MAX_LINE)?;

@@ -8,8 +8,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Bytes a connection's outbox may hold (queued plus being written),
-    /// replies and deliveries alike. A delivery that does not fit is dropped;
-    /// a command whose reply might not fit waits, unapplied, until the client
+    /// replies and deliveries alike. A publisher whose delivery does not fit
+    /// waits for the subscriber's writer (see [`Config::pace_timeout`]); a
+    /// delivery to a subscriber judged stalled is dropped. A command whose reply might not fit waits, unapplied, until the client
     /// has read enough. An empty outbox always takes one frame, so a message
     /// or reply larger than the bound still gets through to a reader that
     /// keeps up.
@@ -47,6 +48,12 @@ pub struct Config {
     pub max_auth_failures: u32,
     /// The window over which failed authentications are counted.
     pub auth_failure_window: Duration,
+    /// How long a publisher waits for a subscriber's full outbox to make room
+    /// before that subscriber is judged stalled: deliveries to it are then
+    /// dropped, and nobody waits for it again until its writer takes frames
+    /// (writes something). The engine reads no clock: the frontend times the
+    /// wait and reports its end with [`crate::Engine::handle_pace_expired`].
+    pub pace_timeout: Duration,
 }
 
 impl Default for Config {
@@ -63,6 +70,7 @@ impl Default for Config {
             auth_timeout: Duration::from_secs(10),
             max_auth_failures: 5,
             auth_failure_window: Duration::from_secs(60),
+            pace_timeout: Duration::from_millis(100),
         }
     }
 }

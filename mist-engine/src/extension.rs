@@ -57,12 +57,15 @@ impl CommandContext<'_> {
     }
 
     /// Publishes as the sender would, with its permissions: every other
-    /// matching subscriber receives `tags` and `data`.
+    /// matching subscriber receives `tags` and `data`. It does not wait for
+    /// subscribers: a delivery that does not fit an outbox is dropped.
     pub fn publish(&mut self, tags: &[String], data: &str) -> Result<(), Error> {
         let request = Request::new("publish")
             .tags(tags.iter().cloned())
             .data(data);
-        self.engine.publish(self.conn, &request)
+        self.engine
+            .publish(self.conn, &request, crate::engine::Pacing::Never)
+            .map(|_| ())
     }
 
     /// The engine's counters.

@@ -30,6 +30,8 @@
 //! - [`Engine::handle_timeout`] with the current time, at start and about
 //!   once a second: authentication deadlines and the failed-attempt throttle
 //!   run on the time passed in.
+//! - [`Engine::handle_pace_expired`] when a reader told [`Flow::Pace`] has
+//!   waited [`Config::pace_timeout`] in vain.
 //!
 //! Outputs are the `poll_*` methods. **Every input must be followed by
 //! draining [`Engine::poll_output`] until it returns `None`**:
@@ -43,8 +45,9 @@
 //!   outcome comes back, the change has no effect and its admin's later
 //!   commands wait, so commands still take effect in order; everyone else
 //!   carries on, and changes to other tokens are stored meanwhile.
-//! - [`Output::Resume`]`(conn)`: `conn`'s admin change settled; its reader
-//!   may give it another turn.
+//! - [`Output::Resume`]`(conn)`: `conn`'s admin change settled, or a
+//!   subscriber its publish waited for made room; its reader may give it
+//!   another turn.
 //! - [`Output::Throttled`]: an address used up its failed authentications;
 //!   worth one line in the log.
 //!
@@ -53,7 +56,10 @@
 //! turn's work ([`Config::work_per_turn`]) is used up, so that other clients
 //! run before [`Engine::handle_resume`]; [`Flow::Wait`] when its next command
 //! needs room in its outbox for a reply (or waits for an admin change), so
-//! the reader waits for its writer before resuming; [`Flow::Close`] when it
+//! the reader waits for its writer before resuming; [`Flow::Pace`] when its
+//! next publish waits for room in a subscriber's outbox, so the reader waits
+//! for [`Output::Resume`] at most [`Config::pace_timeout`] before
+//! [`Engine::handle_pace_expired`]; [`Flow::Close`] when it
 //! was refused or revoked (write what is queued, then close). The reader
 //! reads more only on `Read`, so a client is held to one read's worth of
 //! waiting input, and its queued replies never exceed its outbox bound.
@@ -71,9 +77,12 @@
 //!
 //! A published message goes to every *other* connection holding at least one
 //! subscription whose tags are all among the message's tags, once per
-//! connection, in each publisher's order. A delivery that does not fit in the
-//! recipient's outbox is dropped and counted: nobody waits for a slow
-//! subscriber. Replies to a client's own commands are never dropped.
+//! connection, in each publisher's order. When a delivery does not fit in the
+//! recipient's outbox, the publisher is paced: the publish waits, unapplied,
+//! until the recipient's writer takes frames. A recipient still full after
+//! the bounded wait is judged stalled: deliveries to it are dropped and
+//! counted, and nobody waits for it until its writer takes frames again.
+//! Replies to a client's own commands are never dropped.
 //!
 //! ```
 //! use mist_engine::{Config, Engine, Output};

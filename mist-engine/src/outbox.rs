@@ -49,15 +49,20 @@ impl Outbox {
     /// Queues a delivery if it fits, else drops and counts it. A delivery to an
     /// empty outbox always fits, so the largest allowed message can get through.
     pub(crate) fn push_delivery(&mut self, frame: Bytes, config: &Config) -> Queued {
-        let empty = self.frames() == 0;
-        let fits = self.frames() < config.max_outbox_frames
-            && self.bytes() + frame.len() <= config.max_outbox_bytes;
-        if empty || fits {
+        if self.fits(frame.len(), config) {
             self.push_reply(frame)
         } else {
             self.dropped += 1;
             Queued::Dropped
         }
+    }
+
+    /// Whether a delivery of `len` bytes fits now: within the bounds, or
+    /// into an empty outbox.
+    pub(crate) fn fits(&self, len: usize, config: &Config) -> bool {
+        self.frames() == 0
+            || (self.frames() < config.max_outbox_frames
+                && self.bytes().saturating_add(len) <= config.max_outbox_bytes)
     }
 
     /// Moves every queued frame into `batch` (which must be empty), marking
@@ -80,9 +85,7 @@ impl Outbox {
     /// Whether a reply of up to `bytes` fits: within the bounds, or into an
     /// empty outbox (so a client that reads always gets its answer).
     pub(crate) fn has_room(&self, bytes: usize, config: &Config) -> bool {
-        self.frames() == 0
-            || (self.frames() < config.max_outbox_frames
-                && self.bytes().saturating_add(bytes) <= config.max_outbox_bytes)
+        self.fits(bytes, config)
     }
 
     pub(crate) fn queued(&self) -> (usize, usize) {

@@ -24,6 +24,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => who.clone().prop_map(Op::Garbage),
         3 => who.clone().prop_map(Op::Drain),
         1 => who.clone().prop_map(Op::Resume),
+        1 => who.clone().prop_map(Op::Expire),
         1 => who.clone().prop_map(Op::CloseInput),
         1 => who.prop_map(Op::Disconnect),
     ]

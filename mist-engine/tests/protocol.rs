@@ -1,6 +1,6 @@
 //! The protocol's rules, stated as tests driven through the engine step by step.
 
-use mist_engine::{Config, ConnId, Engine, Flow};
+use mist_engine::{Config, ConnId, Engine, Flow, Output};
 use mist_proto::{Message, ProtoError, Request};
 use std::collections::VecDeque;
 
@@ -180,7 +180,45 @@ fn limits_on_tags_and_subscriptions() {
 }
 
 #[test]
-fn a_slow_subscriber_loses_new_messages_and_nobody_else_notices() {
+fn a_publisher_waits_for_a_subscriber_that_is_full_instead_of_dropping() {
+    let config = Config {
+        max_outbox_frames: 3,
+        ..Config::default()
+    };
+    let mut broker = Broker::new(config);
+    let (subscriber, publisher) = (broker.connect(), broker.connect());
+    broker.send(subscriber, subscribe(&["t"]));
+    broker.engine.handle_input(
+        publisher,
+        (0..5).map(|i| Ok(publish(&["t"], &i.to_string()))),
+    );
+    while broker.engine.poll_output().is_some() {}
+    assert_eq!(
+        broker.engine.flow(publisher),
+        Flow::Pace,
+        "the fourth publish waits for room"
+    );
+    assert_eq!(broker.engine.stats().published, 3);
+    // The subscriber's writer takes what is queued: the publisher is told
+    // to go on, and its next turn fills the room that was made.
+    let mut batch = VecDeque::new();
+    assert!(broker.engine.poll_transmit(subscriber, &mut batch));
+    assert_eq!(broker.engine.poll_output(), Some(Output::Resume(publisher)));
+    broker.engine.handle_resume(publisher);
+    assert_eq!(broker.engine.flow(publisher), Flow::Pace, "3 in flight");
+    batch.clear();
+    assert!(
+        !broker.engine.poll_transmit(subscriber, &mut batch),
+        "written"
+    );
+    broker.engine.handle_resume(publisher);
+    assert_eq!(broker.engine.flow(publisher), Flow::Read);
+    assert_eq!(data_of(&broker.received(subscriber)), ["3", "4"]);
+    assert_eq!(broker.engine.stats().dropped, 0, "nothing lost");
+}
+
+#[test]
+fn a_subscriber_still_full_after_the_wait_is_stalled_and_nobody_waits_for_it_again() {
     let config = Config {
         max_outbox_frames: 3,
         ..Config::default()
@@ -192,6 +230,13 @@ fn a_slow_subscriber_loses_new_messages_and_nobody_else_notices() {
     let mut fast_got = Vec::new();
     for i in 0..10 {
         broker.send(publisher, publish(&["t"], &i.to_string()));
+        if broker.engine.flow(publisher) == Flow::Pace {
+            assert_eq!(i, 3, "paced once, when the slow one is full");
+            // The frontend's timer ran out: the wait is over.
+            broker.engine.handle_pace_expired(publisher);
+            broker.engine.handle_resume(publisher);
+        }
+        assert_eq!(broker.engine.flow(publisher), Flow::Read);
         fast_got.extend(broker.received(fast));
     }
     assert_eq!(fast_got.len(), 10, "the fast subscriber gets everything");
@@ -203,6 +248,12 @@ fn a_slow_subscriber_loses_new_messages_and_nobody_else_notices() {
     assert_eq!(broker.engine.conn_stats(slow).unwrap().dropped, 7);
     assert_eq!(broker.engine.stats().dropped, 7);
     assert_eq!(broker.engine.stats().delivered, 13);
+    // Its writer took frames: it made progress, and is waited for again.
+    for i in 10..14 {
+        broker.send(publisher, publish(&["t"], &i.to_string()));
+        broker.received(fast);
+    }
+    assert_eq!(broker.engine.flow(publisher), Flow::Pace);
 }
 
 #[test]

@@ -62,9 +62,7 @@ impl Server {
         custom: &CustomListeners,
     ) -> Result<Server, Error> {
         let bound = bind_all(&hub, uris, &SCHEMES, custom, options.keepalive)?;
-        hub.set_spawner(|task| {
-            task::spawn(task);
-        });
+        hub.set_runtime(AsyncStd);
         Ok(Server {
             hub,
             http: options,
@@ -128,7 +126,7 @@ impl Server {
         for accepting in loops {
             accepting.await;
         }
-        if !self.hub.drained(grace, task::sleep).await {
+        if !self.hub.drained(grace).await {
             log::warn!("shutdown grace period over: closing the connections still open");
         }
     }

@@ -21,6 +21,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Instant;
 
 /// Reads start small so that idle connections stay cheap, grow as soon as a
 /// client fills one, so that a busy publisher is read in large chunks, and
@@ -235,6 +236,9 @@ async fn apply_all(
     mut progress: Progress,
 ) -> Option<Progress> {
     let (hub, conn) = (&session.hub, session.conn);
+    // The publish being paced, by its publisher's count, and when its
+    // bounded wait ends.
+    let mut pace: Option<(u64, Instant)> = None;
     loop {
         match progress.flow {
             Flow::Close => return None,
@@ -249,6 +253,16 @@ async fn apply_all(
             Flow::Read => return Some(progress),
             Flow::Yield => yield_now().await,
             Flow::Wait => session.link.room.wait().await,
+            Flow::Pace => {
+                let deadline = match pace {
+                    Some((published, deadline)) if published == progress.published => deadline,
+                    _ => Instant::now() + hub.pace_timeout(),
+                };
+                pace = Some((progress.published, deadline));
+                if !hub.wait_until(&session.link.room, deadline).await {
+                    hub.pace_expired(conn);
+                }
+            }
         }
         progress = hub.resume(conn);
     }

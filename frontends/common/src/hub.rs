@@ -87,7 +87,12 @@ pub struct Snapshot {
 
 /// A task handed to the runtime.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
-type Spawn = Box<dyn Fn(Task) + Send + Sync>;
+
+/// The runtime's spawning and timers, with its type erased.
+struct Lent {
+    spawn: Box<dyn Fn(Task) + Send + Sync>,
+    sleep: Box<dyn Fn(Duration) -> Task + Send + Sync>,
+}
 
 /// What to do after the lock is released: wake writers and readers, store
 /// changes, report throttled addresses.
@@ -105,6 +110,9 @@ pub(crate) struct Progress {
     pub(crate) flow: Flow,
     /// It must still authenticate (send `auth`).
     pub(crate) anonymous: bool,
+    /// Its publishes applied so far: while [`Flow::Pace`] comes back with
+    /// the same count, it waits for the same publish.
+    pub(crate) published: u64,
 }
 
 /// One accepted socket, counted against `max_connections` until dropped.
@@ -142,7 +150,8 @@ pub struct Hub {
     /// Accepted sockets open now, of every transport.
     sockets: AtomicUsize,
     authenticator: Option<Arc<dyn Authenticator>>,
-    spawn: OnceLock<Spawn>,
+    runtime: OnceLock<Lent>,
+    pace_timeout: Duration,
     transports: TransportCounts,
     shutdown: Shutdown,
 }
@@ -173,6 +182,7 @@ impl Hub {
     ) -> Hub {
         Hub {
             max_connections: engine.config().max_connections,
+            pace_timeout: engine.config().pace_timeout,
             sockets: AtomicUsize::new(0),
             state: Mutex::new(State {
                 engine,
@@ -180,17 +190,45 @@ impl Hub {
             }),
             max_line,
             authenticator,
-            spawn: OnceLock::new(),
+            runtime: OnceLock::new(),
             transports: TransportCounts::default(),
             shutdown: Shutdown::default(),
         }
     }
 
-    /// Lends the hub the runtime's spawner, for storing admin changes in the
-    /// background. Runtime frontends call it when they start; later calls
-    /// are ignored.
-    pub fn set_spawner(&self, spawn: impl Fn(Task) + Send + Sync + 'static) {
-        let _ = self.spawn.set(Box::new(spawn));
+    /// Lends the hub the runtime: its spawner, for storing admin changes in
+    /// the background, and its timers, for bounding how long a publisher
+    /// waits for its subscribers. Runtime frontends call it when they start;
+    /// later calls are ignored. Without it, a paced publisher waits for its
+    /// subscribers without a bound.
+    pub fn set_runtime(&self, runtime: impl Runtime) {
+        let sleeper = runtime.clone();
+        let _ = self.runtime.set(Lent {
+            spawn: Box::new(move |task| runtime.spawn(task)),
+            sleep: Box::new(move |duration| {
+                let runtime = sleeper.clone();
+                Box::pin(async move { runtime.sleep(duration).await })
+            }),
+        });
+    }
+
+    /// Waits for `signal` until `deadline`; returns whether it came. Without
+    /// a runtime there is no timer, and it waits for the signal alone.
+    pub(crate) async fn wait_until(&self, signal: &Signal, deadline: Instant) -> bool {
+        let Some(runtime) = self.runtime.get() else {
+            signal.wait().await;
+            return true;
+        };
+        let timer = (runtime.sleep)(deadline.saturating_duration_since(Instant::now()));
+        matches!(
+            futures::future::select(std::pin::pin!(signal.wait()), timer).await,
+            futures::future::Either::Left(_)
+        )
+    }
+
+    /// How long a paced publisher waits for its subscribers.
+    pub(crate) fn pace_timeout(&self) -> Duration {
+        self.pace_timeout
     }
 
     /// Adds a custom command to the engine (see [`mist_engine::extension`]).
@@ -237,19 +275,19 @@ impl Hub {
         self.shutdown.is_on()
     }
 
-    /// Waits, with the runtime's `sleep`, until every connection has closed
-    /// or `grace` has passed; returns whether all closed.
-    pub async fn drained<F, S>(&self, grace: std::time::Duration, sleep: S) -> bool
-    where
-        S: Fn(std::time::Duration) -> F,
-        F: Future<Output = ()>,
-    {
-        let deadline = std::time::Instant::now() + grace;
+    /// Waits, with the runtime's timers (see [`Hub::set_runtime`]), until
+    /// every connection has closed or `grace` has passed; returns whether
+    /// all closed. Without a runtime it only checks once.
+    pub async fn drained(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
         while self.stats().connections > 0 {
-            if std::time::Instant::now() >= deadline {
+            let Some(runtime) = self.runtime.get() else {
+                return false;
+            };
+            if Instant::now() >= deadline {
                 return false;
             }
-            sleep(std::time::Duration::from_millis(20)).await;
+            (runtime.sleep)(Duration::from_millis(20)).await;
         }
         true
     }
@@ -361,10 +399,7 @@ impl Hub {
     fn with_engine(self: &Arc<Self>, conn: ConnId, input: impl FnOnce(&mut Engine)) -> Progress {
         self.drive_handing_over(|state| {
             input(&mut state.engine);
-            let progress = Progress {
-                flow: state.engine.flow(conn),
-                anonymous: state.engine.is_anonymous(conn),
-            };
+            let progress = progress_of(&state.engine, conn);
             // A client that used up its turn will be back for more: hand the
             // lock to a client waiting for it, or the busy one would take it
             // again first, turn after turn, while the others wait.
@@ -396,11 +431,13 @@ impl Hub {
 
     /// Where `conn` stands, without giving it input.
     pub(crate) fn progress(&self, conn: ConnId) -> Progress {
-        let state = self.lock();
-        Progress {
-            flow: state.engine.flow(conn),
-            anonymous: state.engine.is_anonymous(conn),
-        }
+        progress_of(&self.lock().engine, conn)
+    }
+
+    /// `conn` waited its bounded time for its subscribers (see
+    /// [`Engine::handle_pace_expired`]).
+    pub(crate) fn pace_expired(self: &Arc<Self>, conn: ConnId) {
+        self.drive(|state| state.engine.handle_pace_expired(conn));
     }
 
     /// Tells the engine the time: clients past their authentication
@@ -477,20 +514,29 @@ impl Hub {
     }
 
     fn store(self: &Arc<Self>, id: u64, change: Change) {
-        let (Some(authenticator), Some(spawn)) = (self.authenticator.clone(), self.spawn.get())
+        let (Some(authenticator), Some(runtime)) = (self.authenticator.clone(), self.runtime.get())
         else {
             let reason = "the server cannot store changes (no authenticator or runtime)";
             log::error!("{reason}");
             return self.persisted(id, Err(mist_engine::auth::AuthError(reason.into())));
         };
         let hub = self.clone();
-        spawn(Box::pin(async move {
+        (runtime.spawn)(Box::pin(async move {
             let outcome = change.apply(authenticator.as_ref()).await;
             if let Err(e) = &outcome {
                 log::warn!("storing an admin change ({change:?}) failed: {e}");
             }
             hub.persisted(id, outcome);
         }));
+    }
+}
+
+/// Where `conn` stands in `engine`.
+fn progress_of(engine: &Engine, conn: ConnId) -> Progress {
+    Progress {
+        flow: engine.flow(conn),
+        anonymous: engine.is_anonymous(conn),
+        published: engine.published_by(conn),
     }
 }
 

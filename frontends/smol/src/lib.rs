@@ -84,10 +84,8 @@ impl Server {
                 log::warn!("running with fewer executor threads: {e}");
             }
         }
-        let spawn_on = executor.clone();
-        self.hub
-            .set_spawner(move |task| spawn_on.spawn(task).detach());
         let runtime = Smol(executor.clone());
+        self.hub.set_runtime(runtime.clone());
         let listening = Listening {
             hub: self.hub.clone(),
             options: Arc::new(self.http),
@@ -136,12 +134,7 @@ impl Server {
                 hub.stopping(),
             )
             .await;
-            if !hub
-                .drained(grace, |d| async move {
-                    Timer::after(d).await;
-                })
-                .await
-            {
+            if !hub.drained(grace).await {
                 log::warn!("shutdown grace period over: closing the connections still open");
             }
         }));

@@ -2,6 +2,7 @@
 //! (tags present, within limits, permitted), and how large a reply applying
 //! a request can queue, which decides whether it may be applied now.
 
+use super::publish::{Pacing, Published};
 use super::{Conn, ConnId, Engine};
 use crate::access::Role;
 use crate::extension::{CommandContext, CommandHandler};
@@ -20,44 +21,79 @@ impl Engine {
     /// Applies one received line: a decoding error or a refusal is answered,
     /// and a client that must authenticate first is refused and closed
     /// unless the line is a valid `auth` (told what was wrong with it).
-    pub(super) fn process(&mut self, conn: ConnId, message: Result<Request, ProtoError>) {
+    /// A publish that must wait for its subscribers ([`Published::Paced`])
+    /// is handed back, unapplied.
+    pub(super) fn process(
+        &mut self,
+        conn: ConnId,
+        message: Result<Request, ProtoError>,
+    ) -> Option<Result<Request, ProtoError>> {
         let anonymous = self.is_anonymous(conn);
         let request = match message {
             Ok(request) => request,
             Err(ProtoError::LineTooLong { limit }) if anonymous => {
-                return self.refuse(conn, "", Error::AuthLineTooLong { limit })
+                self.refuse(conn, "", Error::AuthLineTooLong { limit });
+                return None;
             }
-            Err(e) if anonymous => return self.refuse(conn, "", Error::from(e)),
-            Err(e) => return self.reply_error(conn, "", None, Error::from(e)),
+            Err(e) if anonymous => {
+                self.refuse(conn, "", Error::from(e));
+                return None;
+            }
+            Err(e) => {
+                self.reply_error(conn, "", None, Error::from(e));
+                return None;
+            }
         };
         if anonymous && request.command != Command::Auth {
-            return self.refuse(conn, request.command.as_str(), Error::AuthRequired);
+            self.refuse(conn, request.command.as_str(), Error::AuthRequired);
+            return None;
         }
-        if let Err(e) = self.handle_command(conn, &request) {
-            if anonymous {
-                return self.refuse(conn, request.command.as_str(), e);
+        let expired = self
+            .conn_mut(conn)
+            .is_some_and(|c| std::mem::take(&mut c.pace_expired));
+        let pacing = if expired {
+            Pacing::Expired
+        } else {
+            Pacing::Wait
+        };
+        match self.apply(conn, &request, pacing) {
+            Ok(Published::Paced) => return Some(Ok(request)),
+            Ok(Published::Applied) => {}
+            Err(e) if anonymous => self.refuse(conn, request.command.as_str(), e),
+            Err(e) => {
+                let command = request.command.as_str();
+                self.reply_error(conn, command, request.tags.as_deref(), e);
             }
-            let command = request.command.as_str();
-            self.reply_error(conn, command, request.tags.as_deref(), e);
         }
+        None
     }
 
     /// Input: a request from `conn` whose failure the caller reports itself,
     /// for transports that answer out of band (an HTTP status, say). Replies
-    /// on success are queued as usual.
+    /// on success are queued as usual. A publish never waits here: a
+    /// delivery that does not fit its subscriber's outbox is dropped.
     pub fn handle_command(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
+        self.apply(conn, request, Pacing::Never).map(|_| ())
+    }
+
+    fn apply(
+        &mut self,
+        conn: ConnId,
+        request: &Request,
+        pacing: Pacing,
+    ) -> Result<Published, Error> {
         if self.conn(conn).is_none() {
-            return Ok(());
+            return Ok(Published::Applied);
         }
         self.work += 1 + request.tags.as_ref().map_or(0, |t| t.len() as u64);
-        match request.command {
+        let done = match request.command {
             Command::Ping => {
                 self.reply(conn, encode::pong());
                 Ok(())
             }
             Command::Subscribe => self.subscribe(conn, request),
             Command::Unsubscribe => self.unsubscribe(conn, request),
-            Command::Publish => self.publish(conn, request),
+            Command::Publish => return self.publish(conn, request, pacing),
             Command::List => {
                 self.list(conn);
                 Ok(())
@@ -75,7 +111,8 @@ impl Engine {
             | Command::Unset
             | Command::Tags => self.admin(conn, request),
             Command::Other(ref name) => self.custom(conn, name, request),
-        }
+        };
+        done.map(|()| Published::Applied)
     }
 
     /// The most bytes that applying `message` can queue for its sender.

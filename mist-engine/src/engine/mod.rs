@@ -7,6 +7,7 @@ mod admin;
 mod dispatch;
 mod lists;
 mod publish;
+pub(crate) use publish::Pacing;
 mod subscribe;
 
 use crate::access::{Access, Role};
@@ -43,8 +44,9 @@ pub enum Output {
         /// What to store.
         change: crate::auth::Change,
     },
-    /// The connection's admin change settled, so its input may go on: its
-    /// reader should call [`Engine::handle_resume`].
+    /// The connection's admin change settled, or a subscriber it was paced
+    /// by made room, so its input may go on: its reader should call
+    /// [`Engine::handle_resume`].
     Resume(ConnId),
     /// A client address used up its failed authentications: its attempts
     /// are refused, unchecked, for `retry_after`. Reported once each time.
@@ -70,6 +72,12 @@ pub enum Flow {
     /// until the writer took frames or [`Output::Resume`] came, then call
     /// [`Engine::handle_resume`].
     Wait,
+    /// Its next input is a publish that waits for room in a subscriber's
+    /// outbox: wait until [`Output::Resume`] comes, then call
+    /// [`Engine::handle_resume`]; if it has not come within
+    /// [`Config::pace_timeout`] of the first `Pace` for this publish, call
+    /// [`Engine::handle_pace_expired`] and then `handle_resume`.
+    Pace,
     /// It was refused or revoked: read nothing more; its writer writes what
     /// is queued and closes it.
     Close,
@@ -130,6 +138,18 @@ struct Conn {
     /// The last publish delivered here, so several matching subscriptions
     /// still mean one delivery.
     last_publish: u64,
+    /// Its next publish waits for room at a subscriber ([`Flow::Pace`]).
+    paced: bool,
+    /// It waited its bounded time: its next publish drops what does not fit.
+    pace_expired: bool,
+    /// Its outbox stayed full through a publisher's bounded wait: nobody
+    /// waits for it until its writer takes frames.
+    stalled: bool,
+    /// Publishers paced by this connection's full outbox.
+    waiters: Vec<ConnId>,
+    /// Publishes of its own applied so far: tells a paced reader whether the
+    /// publish it waits for is still the same one.
+    published: u64,
 }
 
 struct Slot {
@@ -281,6 +301,11 @@ impl Engine {
             subscriptions: Subscriptions::default(),
             outbox: Outbox::default(),
             last_publish: 0,
+            paced: false,
+            pace_expired: false,
+            stalled: false,
+            waiters: Vec::new(),
+            published: 0,
         };
         self.stats.connections += 1;
         if let Some(slot) = self.free_slots.pop() {
@@ -333,7 +358,12 @@ impl Engine {
                     break;
                 }
                 self.work += 1;
-                self.process(conn, message);
+                if let Some(paced) = self.process(conn, message) {
+                    if let Some(c) = self.conn_mut(conn) {
+                        c.input.push_back(paced);
+                    }
+                    break;
+                }
             }
         }
         if let Some(c) = self.conn_mut(conn) {
@@ -358,7 +388,12 @@ impl Engine {
                 return;
             };
             self.work += 1;
-            self.process(conn, message);
+            if let Some(paced) = self.process(conn, message) {
+                if let Some(c) = self.conn_mut(conn) {
+                    c.input.push_front(paced);
+                }
+                return;
+            }
         }
         if let Some(c) = self.conn_mut(conn) {
             if c.input.is_empty() && c.input.capacity() > RETAINED_INPUT {
@@ -385,6 +420,7 @@ impl Engine {
         // An empty outbox takes any reply: no need to size it.
         !c.closing
             && !c.waiting
+            && !c.paced
             && (c.outbox.is_empty()
                 || c.outbox
                     .has_room(self.reply_bound(c, message), &self.config))
@@ -396,8 +432,28 @@ impl Engine {
             None => Flow::Close,
             Some(c) if c.closing => Flow::Close,
             Some(c) if c.input.is_empty() && !c.waiting => Flow::Read,
+            Some(c) if c.paced => Flow::Pace,
             Some(_) if self.next_fits(conn) => Flow::Yield,
             Some(_) => Flow::Wait,
+        }
+    }
+
+    /// How many of `conn`'s publishes have been applied: a reader told
+    /// [`Flow::Pace`] again after a resume is still waiting for the same
+    /// publish if this has not changed, so its bounded wait goes on.
+    pub fn published_by(&self, conn: ConnId) -> u64 {
+        self.conn(conn).map_or(0, |c| c.published)
+    }
+
+    /// Input: `conn` was told [`Flow::Pace`] and waited
+    /// [`Config::pace_timeout`] without the room it waited for. Its publish
+    /// goes out at its next turn ([`Engine::handle_resume`]): subscribers
+    /// still full are judged stalled, lose this delivery, and are not waited
+    /// for again until their writer takes frames.
+    pub fn handle_pace_expired(&mut self, conn: ConnId) {
+        if let Some(c) = self.conn_mut(conn).filter(|c| c.paced) {
+            c.paced = false;
+            c.pace_expired = true;
         }
     }
 
@@ -450,6 +506,8 @@ impl Engine {
     pub fn handle_input_closed(&mut self, conn: ConnId) {
         if let Some(c) = self.conn_mut(conn) {
             c.input.clear();
+            c.paced = false;
+            c.pace_expired = false;
         }
         self.change_subscriptions(conn, |index, subs| index.clear(conn, subs));
     }
@@ -487,11 +545,29 @@ impl Engine {
     /// empty, and returns whether there were any. Calling it also tells the
     /// engine that the previous batch has been written, which makes room
     /// for waiting input ([`Flow::Wait`]).
+    /// A writer that calls it has made progress: publishers paced by this
+    /// connection get [`Output::Resume`], and a stalled connection is
+    /// waited for again.
     pub fn poll_transmit(&mut self, conn: ConnId, batch: &mut VecDeque<Bytes>) -> bool {
-        match self.conn_mut(conn) {
-            Some(c) => c.outbox.take(batch),
-            None => false,
+        let Some(c) = conn_in(&mut self.slots, conn) else {
+            return false;
+        };
+        let got = c.outbox.take(batch);
+        c.stalled = false;
+        if !c.waiters.is_empty() {
+            let mut waiters = std::mem::take(&mut c.waiters);
+            for &waiter in &waiters {
+                if let Some(w) = conn_in(&mut self.slots, waiter).filter(|w| w.paced) {
+                    w.paced = false;
+                    self.outputs.push_back(Output::Resume(waiter));
+                }
+            }
+            waiters.clear();
+            if let Some(c) = conn_in(&mut self.slots, conn) {
+                c.waiters = waiters;
+            }
         }
+        got
     }
 
     /// Counters for the whole engine.

@@ -1,5 +1,15 @@
 //! `publish`: one frame, encoded once, queued for every other connection
 //! with a matching subscription whose token was granted all of its tags.
+//!
+//! A publisher is paced rather than allowed to outrun its subscribers: when a
+//! recipient's outbox has no room, the publish is not applied and the
+//! publisher waits ([`Flow::Pace`]) until that recipient's writer takes
+//! frames or [`Config::pace_timeout`] passes. After the wait, recipients
+//! still full are judged stalled: their deliveries are dropped, and nobody
+//! waits for them again until their writer takes frames.
+//!
+//! [`Flow::Pace`]: super::Flow::Pace
+//! [`Config::pace_timeout`]: crate::Config::pace_timeout
 
 use super::{ConnId, Engine, Output};
 use crate::outbox::Queued;
@@ -7,11 +17,37 @@ use crate::Error;
 use bytes::Bytes;
 use mist_proto::{encode, Request};
 
+/// Whether a publish may make its publisher wait for full outboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pacing {
+    /// Wait for every recipient that is not stalled (a line-protocol client).
+    Wait,
+    /// The publisher waited its bounded time: recipients still full are
+    /// judged stalled and their deliveries dropped.
+    Expired,
+    /// Never wait: deliveries that do not fit are dropped (a publish that
+    /// arrives in its own HTTP request, with no reader to hold back).
+    Never,
+}
+
+/// What became of a publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Published {
+    /// Queued for every recipient (or dropped where the policy says so).
+    Applied,
+    /// Not applied: a recipient has no room, and the publisher waits for it.
+    Paced,
+}
+
 impl Engine {
-    pub(crate) fn publish(&mut self, publisher: ConnId, request: &Request) -> Result<(), Error> {
+    pub(crate) fn publish(
+        &mut self,
+        publisher: ConnId,
+        request: &Request,
+        pacing: Pacing,
+    ) -> Result<Published, Error> {
         let tags = self.required_tags("publish", request)?;
         self.permit(publisher, tags)?;
-        self.stats.published += 1;
         // Tags no subscription uses cannot narrow a match, so they are skipped.
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
@@ -23,8 +59,7 @@ impl Engine {
         let mut recipients = std::mem::take(&mut self.recipients);
         recipients.clear();
         self.index.matches(&ids, &mut self.work, &mut recipients);
-        let mut frame: Option<Bytes> = None;
-        let data = request.data.as_ref();
+        self.scratch = ids;
         let Engine {
             slots,
             config,
@@ -34,37 +69,70 @@ impl Engine {
             work,
             ..
         } = self;
-        for &id in &recipients {
+        // Once per connection, never the publisher, only where granted.
+        recipients.retain(|&id| {
             // The index holds only open connections: no generation to check.
             let Some(conn) = slots[id.slot()].conn.as_mut() else {
-                continue;
+                return false;
             };
             if id == publisher || conn.last_publish == seq {
-                continue;
+                return false;
             }
             conn.last_publish = seq;
-            // Nothing reaches a client that its token was not granted.
-            if let Some(access) = access.as_mut() {
-                if !access.receives(conn.role, tags, seq) {
+            access
+                .as_mut()
+                .is_none_or(|access| access.receives(conn.role, tags, seq))
+        });
+        let frame: Option<Bytes> =
+            (!recipients.is_empty()).then(|| encode::publish(tags, request.data.as_ref()));
+        if let (Some(frame), Pacing::Wait) = (&frame, pacing) {
+            let mut paced = false;
+            for &id in &recipients {
+                let Some(conn) = slots[id.slot()].conn.as_mut() else {
                     continue;
-                }
-            }
-            *work += 2;
-            let frame = frame
-                .get_or_insert_with(|| encode::publish(tags, data))
-                .clone();
-            match conn.outbox.push_delivery(frame, config) {
-                Queued::Yes { first } => {
-                    stats.delivered += 1;
-                    if first {
-                        outputs.push_back(Output::Transmit(id));
+                };
+                if !conn.stalled && !conn.outbox.fits(frame.len(), config) {
+                    paced = true;
+                    if !conn.waiters.contains(&publisher) {
+                        conn.waiters.push(publisher);
                     }
                 }
-                Queued::Dropped => stats.dropped += 1,
+            }
+            if paced {
+                self.recipients = recipients;
+                if let Some(c) = self.conn_mut(publisher) {
+                    c.paced = true;
+                }
+                return Ok(Published::Paced);
+            }
+        }
+        stats.published += 1;
+        if let Some(p) = super::conn_in(slots, publisher) {
+            p.published += 1;
+        }
+        if let Some(frame) = frame {
+            for &id in &recipients {
+                let Some(conn) = slots[id.slot()].conn.as_mut() else {
+                    continue;
+                };
+                *work += 2;
+                match conn.outbox.push_delivery(frame.clone(), config) {
+                    Queued::Yes { first } => {
+                        stats.delivered += 1;
+                        if first {
+                            outputs.push_back(Output::Transmit(id));
+                        }
+                    }
+                    Queued::Dropped => {
+                        stats.dropped += 1;
+                        if pacing == Pacing::Expired {
+                            conn.stalled = true;
+                        }
+                    }
+                }
             }
         }
         self.recipients = recipients;
-        self.scratch = ids;
-        Ok(())
+        Ok(Published::Applied)
     }
 }

@@ -79,6 +79,7 @@ fn main() {
     let hub = Arc::new(Hub::secured(
         Config::default(),
         DEFAULT_MAX_LINE,
+        2, // shards
         "admin-token".into(),
         authenticator,
         grants,

@@ -24,9 +24,9 @@
 
 use bytes::Bytes;
 use mist_engine::auth::Grants;
-use mist_engine::{Config, ConnId, Engine, Output};
+use mist_engine::{Config, ConnId, Engine, Offer, Output};
 use mist_proto::{encode, Data, ProtoError, Request};
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 pub const TAGS: [&str; 4] = ["a", "b", "c", "d"];
 const MAX_FRAMES: usize = 4;
@@ -56,12 +56,14 @@ pub enum Op {
     Disconnect(usize),
 }
 
-/// Operations decoded from arbitrary bytes, and whether the engine is
-/// secured (the first byte's low bit): the fuzz target's input.
-pub fn ops_from_bytes(bytes: &[u8]) -> (bool, Vec<Op>) {
+/// Operations decoded from arbitrary bytes, whether the engine is secured
+/// (the first byte's low bit) and its shards (1, 2 or 4, from the next
+/// bits): the fuzz target's input.
+pub fn ops_from_bytes(bytes: &[u8]) -> (bool, usize, Vec<Op>) {
     let Some((&first, mut rest)) = bytes.split_first() else {
-        return (false, Vec::new());
+        return (false, 1, Vec::new());
     };
+    let shards = [1, 2, 4][usize::from(first >> 1) % 3];
     let mut ops = Vec::new();
     let tags = |mask: u8| -> Vec<usize> {
         let mut tags: Vec<usize> = (0..TAGS.len()).filter(|t| mask & (1 << t) != 0).collect();
@@ -90,7 +92,7 @@ pub fn ops_from_bytes(bytes: &[u8]) -> (bool, Vec<Op>) {
             _ => Op::Resume(who),
         });
     }
-    (first & 1 == 1, ops)
+    (first & 1 == 1, shards, ops)
 }
 
 /// A command waiting in the model as it waits in the engine.
@@ -122,6 +124,10 @@ struct ModelConn {
     stalled: bool,
     /// Publishers paced by it.
     waiters: BTreeSet<ConnId>,
+    /// Its publishes on their way to the other shards, in order, with the
+    /// shards that held recipients when it was published (a bit mask): the
+    /// engine must offer it to each of them.
+    offers: VecDeque<(BTreeSet<&'static str>, Bytes, u64)>,
 }
 
 impl ModelConn {
@@ -173,7 +179,8 @@ fn set(tags: &[usize]) -> BTreeSet<&'static str> {
 }
 
 pub struct Harness {
-    engine: Engine,
+    /// The engine's shards; a lone engine is one shard.
+    engines: Vec<Engine>,
     secured: bool,
     /// Open connections, engine id and model side by side.
     conns: Vec<(ConnId, ModelConn)>,
@@ -181,17 +188,33 @@ pub struct Harness {
     woken: HashSet<ConnId>,
     /// Connections whose reader the engine has asked to resume.
     resumed: Vec<ConnId>,
+    /// Offers the shards made and not yet delivered everywhere, by
+    /// publisher, each with the shards still to take it.
+    offers: HashMap<ConnId, VecDeque<(Offer, u64)>>,
+    /// The shard the next connection goes to, counting up.
+    next_shard: usize,
 }
 
 impl Harness {
+    fn engine(&mut self, id: ConnId) -> &mut Engine {
+        &mut self.engines[id.shard()]
+    }
+
     fn drain_outputs(&mut self) {
-        while let Some(output) = self.engine.poll_output() {
-            match output {
-                Output::Transmit(id) => {
-                    self.woken.insert(id);
+        for engine in &mut self.engines {
+            while let Some(output) = engine.poll_output() {
+                match output {
+                    Output::Transmit(id) => {
+                        self.woken.insert(id);
+                    }
+                    Output::Resume(id) => self.resumed.push(id),
+                    Output::Offer(offer) => {
+                        let mask = offer.shards().fold(0u64, |m, s| m | 1 << s);
+                        let queue = self.offers.entry(offer.publisher()).or_default();
+                        queue.push_back((offer, mask));
+                    }
+                    other => panic!("unexpected output {other:?}"),
                 }
-                Output::Resume(id) => self.resumed.push(id),
-                other => panic!("unexpected output {other:?}"),
             }
         }
     }
@@ -200,7 +223,14 @@ impl Harness {
         (!self.conns.is_empty()).then(|| who % self.conns.len())
     }
 
+    /// Whether connection `i`'s publishes wait for a full subscriber on
+    /// another shard: its reader then takes nothing more.
+    fn offering(&self, i: usize) -> bool {
+        !self.conns[i].1.offers.is_empty()
+    }
+
     fn apply(&mut self, op: Op) {
+        let busy = |h: &Harness, who: usize| h.pick(who).is_some_and(|i| h.offering(i));
         match op {
             Op::Connect(role) => {
                 let (token, granted) = match role {
@@ -210,7 +240,11 @@ impl Harness {
                         Some(TOKENS[n - 1].1.iter().copied().collect()),
                     ),
                 };
-                let id = self.engine.handle_connect_with_token(Some(token)).unwrap();
+                let shard = self.next_shard % self.engines.len();
+                self.next_shard += 1;
+                let id = self.engines[shard]
+                    .handle_connect_with_token(Some(token))
+                    .unwrap();
                 let granted = if self.secured { granted } else { None };
                 self.conns.push((
                     id,
@@ -220,6 +254,15 @@ impl Harness {
                     },
                 ));
             }
+            // A reader held up by its offers reads nothing more.
+            Op::Subscribe(who, _)
+            | Op::Unsubscribe(who, _)
+            | Op::Publish(who, _, _)
+            | Op::List(who)
+            | Op::Garbage(who)
+            | Op::Resume(who)
+            | Op::CloseInput(who)
+                if busy(self, who) => {}
             Op::Subscribe(who, tags) => self.command(who, Cmd::Subscribe(tags)),
             Op::Unsubscribe(who, tags) => self.command(who, Cmd::Unsubscribe(tags)),
             Op::Publish(who, tags, data) => self.command(who, Cmd::Publish(tags, data.to_string())),
@@ -227,59 +270,89 @@ impl Harness {
             Op::Garbage(who) => self.command(who, Cmd::Garbage),
             Op::Resume(who) => {
                 let Some(i) = self.pick(who) else { return };
-                self.engine.handle_resume(self.conns[i].0);
-                self.run_pending(i);
+                let id = self.conns[i].0;
+                self.engine(id).handle_resume(id);
+                self.turn(i);
             }
             Op::Drain(who) => {
                 let Some(i) = self.pick(who) else { return };
-                let (id, model) = &mut self.conns[i];
+                if self.offering(i) {
+                    // Its replies wait until its publishes are everywhere.
+                    let id = self.conns[i].0;
+                    let mut batch = VecDeque::new();
+                    assert!(
+                        !self.engine(id).poll_transmit(id, &mut batch),
+                        "{id} is offering"
+                    );
+                    return self.after();
+                }
+                let id = self.conns[i].0;
                 let mut batch = VecDeque::new();
-                let got = self.engine.poll_transmit(*id, &mut batch);
+                let got = self.engine(id).poll_transmit(id, &mut batch);
+                let model = &mut self.conns[i].1;
                 assert_eq!(got, !model.queue.is_empty());
                 assert_eq!(batch, model.queue, "frames handed to {id}");
                 model.in_flight = model.queue.len();
                 model.queue.clear();
                 model.stalled = false;
                 let waiters = std::mem::take(&mut model.waiters);
-                let id = *id;
                 self.woken.remove(&id);
-                // Publishers it paced are told to go on.
-                let mut expected: Vec<ConnId> = self
-                    .conns
-                    .iter_mut()
-                    .filter_map(|(w, m)| {
-                        (waiters.contains(w) && std::mem::take(&mut m.paced)).then_some(*w)
+                // Publishers it paced are told to go on: those on its shard
+                // if they still wait, those elsewhere in any case.
+                // (The shard cannot tell whether a publisher elsewhere is
+                // still there, or still waits.)
+                let mut expected: Vec<ConnId> = waiters
+                    .iter()
+                    .copied()
+                    .filter(|w| {
+                        w.shard() != id.shard()
+                            || self
+                                .conns
+                                .iter_mut()
+                                .find(|(c, _)| c == w)
+                                .is_some_and(|(_, m)| std::mem::take(&mut m.paced))
                     })
                     .collect();
                 self.drain_outputs();
                 let mut resumed = std::mem::take(&mut self.resumed);
                 resumed.sort();
+                resumed.dedup();
                 expected.sort();
                 assert_eq!(resumed, expected, "publishers resumed by {id}'s writer");
                 // The reader goes on once the writer took frames, and so do
                 // the publishers it paced.
-                self.engine.handle_resume(id);
-                self.run_pending(i);
+                self.engine(id).handle_resume(id);
+                self.turn(i);
                 for waiter in resumed {
                     if let Some(w) = self.conns.iter().position(|(c, _)| *c == waiter) {
-                        self.engine.handle_resume(waiter);
-                        self.run_pending(w);
+                        if self.offering(w) {
+                            self.hand_on(w, false);
+                        } else if waiter.shard() == id.shard() {
+                            self.engine(waiter).handle_resume(waiter);
+                            self.turn(w);
+                        }
                     }
                 }
             }
             Op::Expire(who) => {
                 let Some(i) = self.pick(who) else { return };
+                if self.offering(i) {
+                    self.hand_on(i, true);
+                    return self.after();
+                }
                 let (id, model) = &mut self.conns[i];
-                self.engine.handle_pace_expired(*id);
-                self.engine.handle_resume(*id);
+                let id = *id;
                 if std::mem::take(&mut model.paced) {
                     model.expired = true;
                 }
-                self.run_pending(i);
+                self.engine(id).handle_pace_expired(id);
+                self.engine(id).handle_resume(id);
+                self.turn(i);
             }
             Op::CloseInput(who) => {
                 let Some(i) = self.pick(who) else { return };
-                self.engine.handle_input_closed(self.conns[i].0);
+                let id = self.conns[i].0;
+                self.engine(id).handle_input_closed(id);
                 self.conns[i].1.subscriptions.clear();
                 self.conns[i].1.pending.clear();
                 self.conns[i].1.paced = false;
@@ -288,11 +361,127 @@ impl Harness {
             Op::Disconnect(who) => {
                 let Some(i) = self.pick(who) else { return };
                 let (id, _) = self.conns.remove(i);
-                self.engine.handle_disconnect(id);
+                self.engine(id).handle_disconnect(id);
+                self.offers.remove(&id);
                 self.woken.remove(&id);
             }
         }
         self.after();
+    }
+
+    /// Connection `i`'s turn: its waiting commands, then its offers.
+    fn turn(&mut self, i: usize) {
+        self.drain_outputs();
+        self.run_pending(i);
+        self.hand_on(i, false);
+    }
+
+    /// Hands connection `i`'s offers to their shards, in order, engine and
+    /// model alike, until one waits for a full subscriber. With `expired`,
+    /// the first goes out to the shard it waits for whoever is full there.
+    fn hand_on(&mut self, i: usize, mut expired: bool) {
+        let publisher = self.conns[i].0;
+        loop {
+            let Some(expected) = self.conns[i].1.offers.front().cloned() else {
+                assert!(
+                    self.offers.get(&publisher).is_none_or(VecDeque::is_empty),
+                    "{publisher} offered a publish the model did not expect"
+                );
+                return;
+            };
+            let (published, frame, wanted) = expected;
+            let engine_offer = self
+                .offers
+                .get(&publisher)
+                .and_then(|q| q.front())
+                .filter(|(offer, _)| offer.frame() == &frame)
+                .cloned();
+            let Some((offer, mut mask)) = engine_offer else {
+                // Not offered: no other shard held a recipient.
+                assert_eq!(
+                    wanted, 0,
+                    "{publisher}'s publish skipped shards that want it"
+                );
+                self.conns[i].1.offers.pop_front();
+                continue;
+            };
+            // Offered to every shard that held a recipient when it was
+            // published (and maybe more); there, recipients are those of
+            // the moment it arrives.
+            let targets = offer.shards().fold(0u64, |m, s| m | 1 << s);
+            assert_eq!(
+                wanted & !targets,
+                0,
+                "{publisher}'s publish skipped shards that want it"
+            );
+            for shard in (0..self.engines.len()).filter(|&s| s != publisher.shard()) {
+                if mask & (1 << shard) == 0 {
+                    // Not a target, or delivered before it had to wait.
+                    continue;
+                }
+                let recipients = self.remote_recipients(i, shard, &published);
+                let waits = !expired
+                    && recipients.iter().any(|&j| {
+                        let model = &self.conns[j].1;
+                        !model.stalled && !model.has_room()
+                    });
+                let delivered = if expired {
+                    self.engines[shard].handle_offer_expired(&offer);
+                    true
+                } else {
+                    self.engines[shard].handle_offer(&offer)
+                };
+                assert_eq!(delivered, !waits, "shard {shard} on {publisher}'s offer");
+                for j in recipients {
+                    let model = &mut self.conns[j].1;
+                    if waits {
+                        if !model.stalled && !model.has_room() {
+                            model.waiters.insert(publisher);
+                        }
+                    } else if model.has_room() {
+                        model.queue.push_back(frame.clone());
+                    } else {
+                        model.dropped += 1;
+                        model.stalled |= expired;
+                    }
+                }
+                if waits {
+                    if let Some((_, left)) =
+                        self.offers.get_mut(&publisher).and_then(|q| q.front_mut())
+                    {
+                        *left = mask;
+                    }
+                    self.drain_outputs();
+                    return;
+                }
+                expired = false;
+                mask &= !(1 << shard);
+            }
+            self.conns[i].1.offers.pop_front();
+            let queue = self.offers.get_mut(&publisher).expect("offers");
+            queue.pop_front();
+            if queue.is_empty() {
+                self.engine(publisher).handle_offered(publisher);
+            }
+            self.drain_outputs();
+        }
+    }
+
+    /// Connections on `shard`, other than publisher `i`, that a message
+    /// tagged `published` goes to.
+    fn remote_recipients(
+        &self,
+        i: usize,
+        shard: usize,
+        published: &BTreeSet<&'static str>,
+    ) -> Vec<usize> {
+        (0..self.conns.len())
+            .filter(|&j| {
+                let (id, model) = &self.conns[j];
+                let wants = model.subscriptions.iter().any(|s| s.is_subset(published));
+                j != i && id.shard() == shard && wants && model.receives(published)
+            })
+            .collect()
     }
 
     /// Sends a command to the engine, and to the model's queue.
@@ -306,9 +495,9 @@ impl Harness {
             Cmd::List => Ok(Request::new("list")),
             Cmd::Garbage => Err(ProtoError::NotAnObject),
         };
-        self.engine.handle_message(id, message);
+        self.engine(id).handle_message(id, message);
         self.conns[i].1.pending.push_back(cmd);
-        self.run_pending(i);
+        self.turn(i);
     }
 
     /// Applies connection `i`'s waiting commands while its outbox has room
@@ -346,13 +535,9 @@ impl Harness {
                 }
                 let frame = encode::publish(&names(&tags), Some(&Data::new(&data)));
                 let published = set(&tags);
-                let recipients: Vec<usize> = (0..self.conns.len())
-                    .filter(|&j| {
-                        let model = &self.conns[j].1;
-                        let wants = model.subscriptions.iter().any(|s| s.is_subset(&published));
-                        j != i && wants && model.receives(&published)
-                    })
-                    .collect();
+                // Its own shard's recipients now; the others' when its offer
+                // reaches them (see `hand_on`).
+                let recipients = self.remote_recipients(i, publisher.shard(), &published);
                 let mut paced = false;
                 for &j in &recipients {
                     let model = &mut self.conns[j].1;
@@ -373,6 +558,13 @@ impl Harness {
                         model.dropped += 1;
                         model.stalled |= expired;
                     }
+                }
+                if self.engines.len() > 1 {
+                    let wanted = (0..self.engines.len())
+                        .filter(|&s| s != publisher.shard())
+                        .filter(|&s| !self.remote_recipients(i, s, &published).is_empty())
+                        .fold(0u64, |m, s| m | 1 << s);
+                    self.conns[i].1.offers.push_back((published, frame, wanted));
                 }
             }
             Cmd::Garbage => {
@@ -400,7 +592,8 @@ impl Harness {
     fn check_invariants(&self) {
         let mut subscriptions = 0;
         for (id, model) in &self.conns {
-            let stats = self.engine.conn_stats(*id).expect("open connection");
+            let engine = &self.engines[id.shard()];
+            let stats = engine.conn_stats(*id).expect("open connection");
             assert_eq!(stats.queued_frames, model.queue.len() + model.in_flight);
             assert_eq!(stats.dropped, model.dropped, "drops at {id}");
             assert_eq!(
@@ -415,19 +608,21 @@ impl Harness {
             );
             subscriptions += model.subscriptions.len();
         }
-        let stats = self.engine.stats();
-        assert_eq!(stats.connections, self.conns.len());
-        assert_eq!(stats.subscriptions, subscriptions);
+        let connections: usize = self.engines.iter().map(|e| e.stats().connections).sum();
+        let held: usize = self.engines.iter().map(|e| e.stats().subscriptions).sum();
+        assert_eq!(connections, self.conns.len());
+        assert_eq!(held, subscriptions);
     }
 }
 
-/// Runs `ops` through the engine and the model; panics where they differ.
-pub fn run(secured: bool, ops: Vec<Op>) {
+/// Runs `ops` through an engine of `shards` shards and the model; panics
+/// where they differ.
+pub fn run(secured: bool, shards: usize, ops: Vec<Op>) {
     let config = Config {
         max_outbox_frames: MAX_FRAMES,
         ..Config::default()
     };
-    let engine = if secured {
+    let engines = if secured {
         let grants: Grants = TOKENS
             .iter()
             .map(|(token, tags)| {
@@ -437,21 +632,29 @@ pub fn run(secured: bool, ops: Vec<Op>) {
                 )
             })
             .collect();
-        Engine::secured(config, ADMIN.to_string(), grants)
+        Engine::secured_shards(config, shards, ADMIN.to_string(), grants)
     } else {
-        Engine::new(config)
+        Engine::shards(config, shards)
     };
     let mut harness = Harness {
-        engine,
+        engines,
         secured,
         conns: Vec::new(),
         woken: HashSet::new(),
         resumed: Vec::new(),
+        offers: HashMap::new(),
+        next_shard: 0,
     };
     for op in ops {
         harness.apply(op);
     }
-    // Finally every connection's remaining frames must match too.
+    // Finally every offer goes out, and every connection's remaining frames
+    // must match too.
+    for i in 0..harness.conns.len() {
+        while harness.offering(i) {
+            harness.apply(Op::Expire(i));
+        }
+    }
     for i in 0..harness.conns.len() {
         harness.apply(Op::Drain(i));
     }

@@ -84,6 +84,7 @@ fn hub(secured: bool) -> Arc<Hub> {
         Hub::secured(
             config(),
             MAX_LINE,
+            1,
             "admin".into(),
             Arc::new(Nowhere),
             grants,

@@ -44,6 +44,12 @@ struct Cli {
     #[argh(option)]
     runtime: Option<String>,
 
+    /// shards the broker runs in, each with its own connections and lock,
+    /// so that as many cores can deliver messages at once; 1 to 64
+    /// (default: the number of cores)
+    #[argh(option)]
+    shards: Option<usize>,
+
     /// origin whose web pages may use the broker (WebSocket, SSE, HTTP),
     /// besides the server's own; repeatable; '*' allows any
     /// (default: none, only the server's own)

@@ -70,7 +70,18 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     }
     let grace = Duration::from_secs(settings.shutdown_grace.unwrap_or(10));
     raise_file_limit(config.max_connections);
-    let hub = Arc::new(hub(&settings, config, max_line)?);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shards = match settings.shards {
+        Some(n) if (1..=mist_engine::MAX_SHARDS).contains(&n) => n,
+        Some(n) => {
+            return Err(Failure::Usage(format!(
+                "shards must be between 1 and {}, not {n}",
+                mist_engine::MAX_SHARDS
+            )))
+        }
+        None => cores.min(mist_engine::MAX_SHARDS),
+    };
+    let hub = Arc::new(hub(&settings, config, max_line, shards)?);
     if runtime == "smol" {
         let server = mist_smol::Server::bind(hub.clone(), &uris, listener_options)?;
         stop_on_signals(hub)?;
@@ -150,9 +161,14 @@ fn stop_on_signals(hub: Arc<Hub>) -> Result<(), Failure> {
 }
 
 /// An open hub, or one secured by the authenticator, with its tokens loaded.
-fn hub(settings: &Settings, config: Config, max_line: usize) -> Result<Hub, Failure> {
+fn hub(
+    settings: &Settings,
+    config: Config,
+    max_line: usize,
+    shards: usize,
+) -> Result<Hub, Failure> {
     let (uri, token) = match (&settings.authenticator, &settings.token) {
-        (None, None) => return Ok(Hub::new(config, max_line)),
+        (None, None) => return Ok(Hub::with_shards(config, max_line, shards)),
         (Some(_), None) => return Err(Failure::Usage(
             "an authenticator needs a token (--token, or token: in the config file): the server token is what the admin authenticates with"
                 .into(),
@@ -178,6 +194,7 @@ fn hub(settings: &Settings, config: Config, max_line: usize) -> Result<Hub, Fail
     Ok(Hub::secured(
         config,
         max_line,
+        shards,
         token.clone(),
         authenticator,
         grants,

@@ -6,7 +6,7 @@
 mod engine_model;
 
 libfuzzer_sys::fuzz_target!(|input: &[u8]| {
-    let (secured, mut ops) = engine_model::ops_from_bytes(input);
+    let (secured, shards, mut ops) = engine_model::ops_from_bytes(input);
     ops.truncate(400);
-    engine_model::run(secured, ops);
+    engine_model::run(secured, shards, ops);
 });

@@ -118,6 +118,12 @@ pub(crate) struct Index {
     distinct_bytes: usize,
     /// Numbers match walks, for the tags' marks.
     walks: u64,
+    /// Distinct subscriptions that appeared (`true`) or went away, by their
+    /// sorted tag names, since the engine last took them: it tells the
+    /// other shards (see [`crate::shared::Shared`]).
+    pub(crate) changed: Vec<(Vec<String>, bool)>,
+    /// Whether to record them: only a shard among several needs them.
+    pub(crate) record_changes: bool,
 }
 
 /// Whether one of `sets` is within the message of walk `walk`; adds the
@@ -188,6 +194,13 @@ impl Index {
     /// What the distinct subscriptions take as `listall` writes them.
     pub(crate) fn distinct_bytes(&self) -> usize {
         self.distinct_bytes
+    }
+
+    /// A set's tag names, sorted.
+    fn sorted_names(&self, set: &[TagId]) -> Vec<String> {
+        let mut names: Vec<String> = set.iter().map(|&id| self.name(id).to_owned()).collect();
+        names.sort_unstable();
+        names
     }
 
     /// The id of `name`, counting one more user of it.
@@ -322,6 +335,10 @@ impl Index {
         let set: TagSet = ids.into();
         self.distinct_bytes += set_bytes(ids.iter().map(|&id| self.tag(id).escaped));
         self.distinct.insert(set.clone(), 1);
+        if self.record_changes {
+            let names = self.sorted_names(&set);
+            self.changed.push((names, true));
+        }
         set
     }
 
@@ -376,6 +393,10 @@ impl Index {
                 self.distinct.remove(set);
                 self.distinct_bytes -= bytes;
                 shrink_if_sparse(&mut self.distinct);
+                if self.record_changes {
+                    let names = self.sorted_names(set);
+                    self.changed.push((names, false));
+                }
             }
         }
         for &id in set.iter() {

@@ -32,6 +32,11 @@
 //!   run on the time passed in.
 //! - [`Engine::handle_pace_expired`] when a reader told [`Flow::Pace`] has
 //!   waited [`Config::pace_timeout`] in vain.
+//! - [`Engine::handle_offer`] with a publish another shard offered
+//!   ([`Output::Offer`]); [`Engine::handle_offer_expired`] once its publisher
+//!   waited its bounded time; [`Engine::handle_offered`] on the publisher's
+//!   shard once all its offers are delivered.
+//! - [`Engine::handle_sync`] on every shard after [`Output::Sync`].
 //!
 //! Outputs are the `poll_*` methods. **Every input must be followed by
 //! draining [`Engine::poll_output`] until it returns `None`**:
@@ -50,6 +55,7 @@
 //!   another turn.
 //! - [`Output::Throttled`]: an address used up its failed authentications;
 //!   worth one line in the log.
+//! - [`Output::Offer`] and [`Output::Sync`] come only from shards (below).
 //!
 //! After each input, [`Engine::flow`] tells a connection's reader what to do:
 //! [`Flow::Read`] when all its input is applied; [`Flow::Yield`] when its
@@ -63,6 +69,19 @@
 //! was refused or revoked (write what is queued, then close). The reader
 //! reads more only on `Read`, so a client is held to one read's worth of
 //! waiting input, and its queued replies never exceed its outbox bound.
+//!
+//! # Shards
+//!
+//! [`Engine::new`] is a whole broker. [`Engine::shards`] makes several
+//! engines that are together one broker, each owning the connections it
+//! accepts (a [`ConnId`] names its shard), so that each can run behind its
+//! own lock on its own core. They share only counters, lock-free interest
+//! counters, and the authority on tokens. A publish a shard applies is
+//! offered to the other shards that may want it ([`Output::Offer`]): hand it
+//! to each, in order with the publisher's other offers, then call
+//! [`Engine::handle_offered`] on the publisher's shard (its replies wait
+//! until then). An admin change that settles produces [`Output::Sync`]: call
+//! [`Engine::handle_sync`] on every shard, then once more on every shard.
 //!
 //! # Access
 //!
@@ -109,6 +128,7 @@
 
 mod access;
 pub mod auth;
+mod authority;
 mod config;
 mod engine;
 mod error;
@@ -117,9 +137,10 @@ mod hash;
 mod id;
 mod index;
 mod outbox;
+mod shared;
 mod throttle;
 
 pub use config::Config;
-pub use engine::{ConnId, ConnStats, Credentials, Engine, Flow, Output, Stats};
+pub use engine::{ConnId, ConnStats, Credentials, Engine, Flow, Offer, Output, Stats, MAX_SHARDS};
 pub use error::Error;
 pub use extension::{CommandContext, CommandHandler};

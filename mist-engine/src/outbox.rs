@@ -77,6 +77,11 @@ impl Outbox {
         !batch.is_empty()
     }
 
+    /// Whether frames are queued and not yet handed to the writer.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Whether nothing is queued or being written.
     pub(crate) fn is_empty(&self) -> bool {
         self.frames() == 0

@@ -36,8 +36,8 @@ fn the_fuzzers_regressions_still_match_the_model() {
     let mut replayed = 0;
     for entry in std::fs::read_dir(&dir).expect("the engine corpus directory exists") {
         let path = entry.unwrap().path();
-        let (secured, ops) = ops_from_bytes(&std::fs::read(&path).unwrap());
-        let outcome = std::panic::catch_unwind(|| run(secured, ops));
+        let (secured, shards, ops) = ops_from_bytes(&std::fs::read(&path).unwrap());
+        let outcome = std::panic::catch_unwind(|| run(secured, shards, ops));
         assert!(
             outcome.is_ok(),
             "the model and the engine differ on {}",
@@ -52,11 +52,27 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
     #[test]
     fn open_engine_matches_the_model(ops in prop::collection::vec(op(), 1..80)) {
-        run(false, ops);
+        run(false, 1, ops);
     }
 
     #[test]
     fn secured_engine_matches_the_model(ops in prop::collection::vec(op(), 1..80)) {
-        run(true, ops);
+        run(true, 1, ops);
+    }
+
+    #[test]
+    fn two_shards_deliver_what_the_model_does(
+        secured in any::<bool>(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        run(secured, 2, ops);
+    }
+
+    #[test]
+    fn four_shards_deliver_what_the_model_does(
+        secured in any::<bool>(),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        run(secured, 4, ops);
     }
 }

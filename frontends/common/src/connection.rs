@@ -6,7 +6,7 @@
 //! events. [`Inbound`] and [`Outbound`] are those two halves; everything else
 //! (decoding, ordering, backpressure, flushing on close) is written once here.
 
-use crate::hub::{Hub, Link, Progress, Via};
+use crate::hub::{Hub, Link, Offers, Progress, Via};
 use bytes::Bytes;
 use futures::future::{poll_fn, select, Either};
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -197,14 +197,16 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
         decoder = decoder.first_line_only(PRE_AUTH_LINE);
     }
     let mut decoded = Vec::new();
+    let mut offers = Offers::default();
     loop {
         let open = inbound.receive(&mut decoder, &mut decoded).await?;
         // What the last input carried counts even when it also ended the input.
         let lines = decoded.len();
         if lines > 0 {
-            progress = hub.handle_messages(conn, &mut decoded);
+            progress = hub.handle_messages(conn, &mut decoded, &mut offers);
         }
-        progress = match apply_all(session, &mut decoder, &mut decoded, progress).await {
+        let applied = apply_all(session, &mut decoder, &mut decoded, &mut offers, progress);
+        progress = match applied.await {
             Some(applied) => applied,
             None => return Ok(()),
         };
@@ -225,21 +227,38 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
 
 /// Waits until the engine has applied all of the client's input, giving it
 /// turns as it allows: after other clients had theirs when its work was used
-/// up, and after its writer made room when its replies would not fit. Once
-/// the client has authenticated, what the decoder held behind its `auth`
-/// line follows. Returns where the connection then stands (always ready to
-/// read), or `None` when it is to be closed.
+/// up, after its writer made room when its replies would not fit, and after
+/// its subscribers made room (or its bounded wait ran out) when they were
+/// full, on its shard or on others. Once the client has authenticated, what
+/// the decoder held behind its `auth` line follows. Returns where the
+/// connection then stands (always ready to read), or `None` when it is to be
+/// closed.
 async fn apply_all(
     session: &Session,
     decoder: &mut LineDecoder,
     decoded: &mut Vec<Result<Request, ProtoError>>,
+    offers: &mut Offers,
     mut progress: Progress,
 ) -> Option<Progress> {
     let (hub, conn) = (&session.hub, session.conn);
     // The publish being paced, by its publisher's count, and when its
     // bounded wait ends.
     let mut pace: Option<(u64, Instant)> = None;
+    // The same for an offer to another shard.
+    let mut offer_pace: Option<(u64, Instant)> = None;
     loop {
+        if offers.waiting() {
+            // Its publishes wait for a full subscriber on another shard:
+            // nothing more of its input is applied until they are out.
+            let deadline = match offer_pace {
+                Some((delivered, deadline)) if delivered == offers.delivered => deadline,
+                _ => Instant::now() + hub.pace_timeout(),
+            };
+            offer_pace = Some((offers.delivered, deadline));
+            let made_room = hub.wait_until(&session.link.room, deadline).await;
+            hub.retry_offers(offers, !made_room);
+            continue;
+        }
         match progress.flow {
             Flow::Close => return None,
             Flow::Read if decoder.is_held() && !progress.anonymous => {
@@ -247,7 +266,7 @@ async fn apply_all(
                 if decoded.is_empty() {
                     return Some(progress);
                 }
-                progress = hub.handle_messages(conn, decoded);
+                progress = hub.handle_messages(conn, decoded, offers);
                 continue;
             }
             Flow::Read => return Some(progress),
@@ -264,7 +283,7 @@ async fn apply_all(
                 }
             }
         }
-        progress = hub.resume(conn);
+        progress = hub.resume(conn, offers);
     }
 }
 

@@ -6,7 +6,7 @@ use crate::signal::Signal;
 use crate::Runtime;
 use bytes::Bytes;
 use mist_engine::auth::{Authenticator, Change, Grants};
-use mist_engine::{Config, ConnId, Credentials, Engine, Flow, Output, Stats};
+use mist_engine::{Config, ConnId, Credentials, Engine, Flow, Offer, Output, Stats};
 use mist_proto::{ProtoError, Request};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
@@ -100,6 +100,11 @@ struct Lent {
 struct Effects {
     woken: Vec<Arc<Link>>,
     resumed: Vec<Arc<Link>>,
+    /// Publishers on other shards whose offer may go on.
+    resumed_elsewhere: Vec<ConnId>,
+    offers: Vec<Offer>,
+    /// An admin change settled: every shard must sync.
+    sync: bool,
     persist: Vec<(u64, Change)>,
     throttled: Vec<(IpAddr, Duration)>,
 }
@@ -126,25 +131,33 @@ impl Drop for Admission {
     }
 }
 
-/// The broker as the connection tasks see it: one [`Engine`] behind a lock.
+/// The broker as the connection tasks see it: the engine's shards, each
+/// behind its own lock.
 ///
-/// Every method takes the lock once, applies its input, drains the engine's
-/// outputs and releases the lock before acting on them (waking writers,
-/// storing admin changes with the authenticator), so no task ever does IO, or
-/// even a wake-up, while holding it.
+/// A connection belongs to one shard, chosen in turn as it connects, and
+/// everything about it (its input, its writer taking frames) locks only that
+/// shard. A publish that other shards may want leaves its shard as an
+/// [`Offer`], which the publisher's own task hands to each of those shards
+/// after releasing its own, in order, so no task ever holds two shard locks.
+/// Every method takes a lock, applies its input, drains the engine's outputs
+/// and releases the lock before acting on them (waking writers, handing
+/// offers on, storing admin changes with the authenticator), so no task ever
+/// does IO, or even a wake-up, while holding one.
 ///
 /// ```
 /// use mist_frontend::Hub;
 /// use std::sync::Arc;
 ///
-/// let hub = Arc::new(Hub::new(Default::default(), 1024 * 1024));
+/// let hub = Arc::new(Hub::with_shards(Default::default(), 1024 * 1024, 2));
 /// assert_eq!(hub.stats().connections, 0);
 /// // Runtime frontends serve connections on it; see `serve` and `Session`.
 /// hub.shut_down();
 /// assert!(hub.is_stopping());
 /// ```
 pub struct Hub {
-    state: Mutex<State>,
+    shards: Box<[Mutex<State>]>,
+    /// The shard the next connection goes to, counting up.
+    next_shard: AtomicUsize,
     max_line: usize,
     max_connections: usize,
     /// Accepted sockets open now, of every transport.
@@ -157,43 +170,64 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// An open hub (no authentication); lines longer than `max_line` are refused.
+    /// An open hub (no authentication) of one shard; lines longer than
+    /// `max_line` are refused.
     pub fn new(config: Config, max_line: usize) -> Hub {
-        Hub::around(Engine::new(config), max_line, None)
+        Hub::with_shards(config, max_line, 1)
     }
 
-    /// A hub that wants a token from every client. `grants` are the tokens
-    /// `authenticator` loaded at start; admin changes are stored with it.
+    /// An open hub of `shards` shards (at most [`mist_engine::MAX_SHARDS`]):
+    /// as many as there are cores lets every core deliver messages at once.
+    pub fn with_shards(config: Config, max_line: usize, shards: usize) -> Hub {
+        Hub::around(Engine::shards(config, shards), max_line, None)
+    }
+
+    /// A hub of `shards` shards that wants a token from every client.
+    /// `grants` are the tokens `authenticator` loaded at start; admin
+    /// changes are stored with it.
     pub fn secured(
         config: Config,
         max_line: usize,
+        shards: usize,
         server_token: String,
         authenticator: Arc<dyn Authenticator>,
         grants: Grants,
     ) -> Hub {
-        let engine = Engine::secured(config, server_token, grants);
-        Hub::around(engine, max_line, Some(authenticator))
+        let engines = Engine::secured_shards(config, shards, server_token, grants);
+        Hub::around(engines, max_line, Some(authenticator))
     }
 
     fn around(
-        engine: Engine,
+        engines: Vec<Engine>,
         max_line: usize,
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Hub {
+        let config = engines[0].config().clone();
         Hub {
-            max_connections: engine.config().max_connections,
-            pace_timeout: engine.config().pace_timeout,
+            max_connections: config.max_connections,
+            pace_timeout: config.pace_timeout,
             sockets: AtomicUsize::new(0),
-            state: Mutex::new(State {
-                engine,
-                links: HashMap::new(),
-            }),
+            shards: engines
+                .into_iter()
+                .map(|engine| {
+                    Mutex::new(State {
+                        engine,
+                        links: HashMap::new(),
+                    })
+                })
+                .collect(),
+            next_shard: AtomicUsize::new(0),
             max_line,
             authenticator,
             runtime: OnceLock::new(),
             transports: TransportCounts::default(),
             shutdown: Shutdown::default(),
         }
+    }
+
+    /// How many shards the engine runs in.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
     }
 
     /// Lends the hub the runtime: its spawner, for storing admin changes in
@@ -231,13 +265,30 @@ impl Hub {
         self.pace_timeout
     }
 
-    /// Adds a custom command to the engine (see [`mist_engine::extension`]).
-    pub fn register_command(
+    /// Adds a custom command to every shard (see [`mist_engine::extension`]).
+    /// Shards run at once, so the handler is shared: keep its state behind
+    /// a lock or in atomics.
+    pub fn register_command<H>(
         &self,
         name: impl Into<String>,
-        handler: mist_engine::CommandHandler,
-    ) -> Result<(), mist_engine::Error> {
-        self.lock().engine.register_command(name, handler)
+        handler: H,
+    ) -> Result<(), mist_engine::Error>
+    where
+        H: Fn(&mut mist_engine::CommandContext<'_>, &Request) -> Result<(), mist_engine::Error>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let name = name.into();
+        let handler = Arc::new(handler);
+        for shard in self.shards.iter() {
+            let handler = handler.clone();
+            shard.lock().engine.register_command(
+                name.clone(),
+                Box::new(move |ctx, request| handler(ctx, request)),
+            )?;
+        }
+        Ok(())
     }
 
     /// The longest line a client may send, in bytes.
@@ -245,9 +296,19 @@ impl Hub {
         self.max_line
     }
 
-    /// The engine's counters.
+    /// The engine's counters, summed over its shards.
     pub fn stats(&self) -> Stats {
-        self.lock().engine.stats()
+        let mut total = Stats::default();
+        for shard in self.shards.iter() {
+            let stats = shard.lock().engine.stats();
+            total.connections += stats.connections;
+            total.subscriptions += stats.subscriptions;
+            total.subscribers += stats.subscribers;
+            total.published += stats.published;
+            total.delivered += stats.delivered;
+            total.dropped += stats.dropped;
+        }
+        total
     }
 
     /// Starts a graceful shutdown: listeners stop accepting (see
@@ -255,13 +316,15 @@ impl Hub {
     /// closed once what is queued for it has been written.
     pub fn shut_down(self: &Arc<Self>) {
         self.shutdown.trigger();
-        let links: Vec<Arc<Link>> = self.drive(|state| {
-            state.engine.handle_shutdown();
-            state.links.values().cloned().collect()
-        });
-        for link in links {
-            link.outbox_ready.notify();
-            link.room.notify();
+        for shard in 0..self.shards.len() {
+            let links: Vec<Arc<Link>> = self.drive(shard, |state| {
+                state.engine.handle_shutdown();
+                state.links.values().cloned().collect()
+            });
+            for link in links {
+                link.outbox_ready.notify();
+                link.room.notify();
+            }
         }
     }
 
@@ -323,11 +386,11 @@ impl Hub {
         self.transports.open[via as usize].fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self, shard: usize) -> MutexGuard<'_, State> {
         // parking_lot's lock does not poison: the engine never panics on
         // client input, and if something else did while holding the lock,
         // serving the other clients beats stopping them all.
-        self.state.lock()
+        self.shards[shard].lock()
     }
 
     /// Counts an accepted socket against `max_connections`, whatever its
@@ -356,7 +419,8 @@ impl Hub {
         credentials: Credentials<'_>,
     ) -> Result<(ConnId, Arc<Link>), mist_engine::Error> {
         let link = Arc::new(Link::default());
-        let outcome = self.drive(|state| {
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        let outcome = self.drive(shard, |state| {
             state.engine.handle_timeout(Instant::now());
             let outcome = state.engine.handle_connect_from(peer, credentials);
             if let Ok(conn) = outcome {
@@ -374,7 +438,7 @@ impl Hub {
         peer: Option<IpAddr>,
         token: Option<&str>,
     ) -> Result<(), mist_engine::Error> {
-        self.drive(|state| {
+        self.drive(0, |state| {
             state.engine.handle_timeout(Instant::now());
             state.engine.check_admin_token(peer, token)
         })
@@ -382,68 +446,174 @@ impl Hub {
 
     /// Gives the engine a batch of decoded lines, in order; the engine
     /// applies what this turn allows and keeps the rest (see [`Flow`]).
+    /// Offers the turn's publishes to the other shards; those that must
+    /// wait for a full subscriber are left in `offers` (see
+    /// [`Hub::retry_offers`]).
     pub(crate) fn handle_messages(
         self: &Arc<Self>,
         conn: ConnId,
         messages: &mut Vec<Result<Request, ProtoError>>,
+        offers: &mut Offers,
     ) -> Progress {
-        self.with_engine(conn, |engine| engine.handle_input(conn, messages.drain(..)))
+        self.with_engine(conn, offers, |engine| {
+            engine.handle_input(conn, messages.drain(..))
+        })
     }
 
     /// Gives `conn` another turn for the input the engine holds.
-    pub(crate) fn resume(self: &Arc<Self>, conn: ConnId) -> Progress {
-        self.with_engine(conn, |engine| engine.handle_resume(conn))
+    pub(crate) fn resume(self: &Arc<Self>, conn: ConnId, offers: &mut Offers) -> Progress {
+        self.with_engine(conn, offers, |engine| engine.handle_resume(conn))
     }
 
-    /// Runs `input` on the engine, then reports where `conn` stands.
-    fn with_engine(self: &Arc<Self>, conn: ConnId, input: impl FnOnce(&mut Engine)) -> Progress {
-        self.drive_handing_over(|state| {
+    /// Runs `input` on `conn`'s shard, hands its offers on, then reports
+    /// where `conn` stands.
+    fn with_engine(
+        self: &Arc<Self>,
+        conn: ConnId,
+        offers: &mut Offers,
+        input: impl FnOnce(&mut Engine),
+    ) -> Progress {
+        let (progress, new) = self.drive_handing_over(conn.shard(), |state| {
             input(&mut state.engine);
             let progress = progress_of(&state.engine, conn);
             // A client that used up its turn will be back for more: hand the
             // lock to a client waiting for it, or the busy one would take it
             // again first, turn after turn, while the others wait.
-            (progress, progress.flow == Flow::Yield)
-        })
+            let yielding = progress.flow == Flow::Yield;
+            (progress, yielding)
+        });
+        offers.queue.extend(new.into_iter().map(|offer| {
+            let mask = offer.shards().fold(0u64, |m, s| m | 1 << s);
+            (offer, mask)
+        }));
+        self.hand_on(offers);
+        progress
     }
 
-    /// The one way into the engine: takes the lock, gives the engine its
+    /// Hands `offers` to their shards: each shard, locked once, takes every
+    /// offer for it in order until one must wait for a full subscriber
+    /// (later ones for that shard wait behind it; other shards go on). Once
+    /// all are delivered, the publisher's shard lets its replies go.
+    fn hand_on(self: &Arc<Self>, offers: &mut Offers) {
+        let Some(publisher) = offers.queue.front().map(|(offer, _)| offer.publisher()) else {
+            return;
+        };
+        let wanted = offers.queue.iter().fold(0u64, |m, (_, mask)| m | mask);
+        for shard in (0..self.shards.len()).filter(|s| wanted & (1 << s) != 0) {
+            let delivered = self.drive(shard, |state| {
+                let mut delivered = 0;
+                for (offer, mask) in offers.queue.iter_mut() {
+                    if *mask & (1 << shard) == 0 {
+                        continue;
+                    }
+                    if !state.engine.handle_offer(offer) {
+                        break;
+                    }
+                    *mask &= !(1 << shard);
+                    delivered += 1;
+                }
+                delivered
+            });
+            offers.delivered += delivered;
+        }
+        while offers.queue.front().is_some_and(|(_, mask)| *mask == 0) {
+            offers.queue.pop_front();
+        }
+        if offers.queue.is_empty() {
+            self.drive(publisher.shard(), |state| {
+                state.engine.handle_offered(publisher)
+            });
+        }
+    }
+
+    /// Retries the offers left waiting after a subscriber made room, or,
+    /// with `expired`, after the publisher waited its bounded time: the
+    /// first one then goes out to the shard it waits for, whoever is full.
+    pub(crate) fn retry_offers(self: &Arc<Self>, offers: &mut Offers, expired: bool) {
+        if expired {
+            if let Some((offer, mask)) = offers.queue.front_mut() {
+                if *mask != 0 {
+                    let shard = mask.trailing_zeros() as usize;
+                    self.drive(shard, |state| state.engine.handle_offer_expired(offer));
+                    *mask &= !(1 << shard);
+                    offers.delivered += 1;
+                }
+            }
+        }
+        self.hand_on(offers);
+    }
+
+    /// The one way into a shard: takes its lock, gives the engine its
     /// input, drains every output, releases the lock and only then acts on
-    /// the outputs (wakes writers and readers, stores admin changes).
-    fn drive<R>(self: &Arc<Self>, input: impl FnOnce(&mut State) -> R) -> R {
-        self.drive_handing_over(|state| (input(state), false))
+    /// the outputs (wakes writers and readers, stores admin changes, syncs
+    /// the shards). Offers a publish made there are returned, for the
+    /// caller to hand on.
+    fn drive<R>(self: &Arc<Self>, shard: usize, input: impl FnOnce(&mut State) -> R) -> R {
+        let (outcome, offers) = self.drive_handing_over(shard, |state| (input(state), false));
+        // Only publishes make offers; a caller that publishes never waits.
+        let mut offers = Offers {
+            queue: offers
+                .into_iter()
+                .map(|o| {
+                    let mask = o.shards().fold(0u64, |m, s| m | 1 << s);
+                    (o, mask)
+                })
+                .collect(),
+            delivered: 0,
+        };
+        self.hand_on_without_waiting(&mut offers);
+        outcome
+    }
+
+    /// Hands on offers that must not wait (from a request answered at once,
+    /// such as `POST /publish`): they are delivered or dropped.
+    fn hand_on_without_waiting(self: &Arc<Self>, offers: &mut Offers) {
+        while !offers.queue.is_empty() {
+            self.hand_on(offers);
+            if !offers.queue.is_empty() {
+                self.retry_offers(offers, true);
+            }
+        }
     }
 
     /// [`Hub::drive`], handing the lock fairly to a waiting task when
-    /// `input` says so.
-    fn drive_handing_over<R>(self: &Arc<Self>, input: impl FnOnce(&mut State) -> (R, bool)) -> R {
-        let mut state = self.lock();
+    /// `input` says so, and returning the offers instead of handing them on.
+    fn drive_handing_over<R>(
+        self: &Arc<Self>,
+        shard: usize,
+        input: impl FnOnce(&mut State) -> (R, bool),
+    ) -> (R, Vec<Offer>) {
+        let mut state = self.lock(shard);
         let (outcome, hand_over) = input(&mut state);
-        let effects = drain_outputs(&mut state);
+        let mut effects = drain_outputs(&mut state);
         if hand_over {
             MutexGuard::unlock_fair(state);
         } else {
             drop(state);
         }
+        let offers = std::mem::take(&mut effects.offers);
         self.act(effects);
-        outcome
+        (outcome, offers)
     }
 
     /// Where `conn` stands, without giving it input.
     pub(crate) fn progress(&self, conn: ConnId) -> Progress {
-        progress_of(&self.lock().engine, conn)
+        progress_of(&self.lock(conn.shard()).engine, conn)
     }
 
     /// `conn` waited its bounded time for its subscribers (see
     /// [`Engine::handle_pace_expired`]).
     pub(crate) fn pace_expired(self: &Arc<Self>, conn: ConnId) {
-        self.drive(|state| state.engine.handle_pace_expired(conn));
+        self.drive(conn.shard(), |state| state.engine.handle_pace_expired(conn));
     }
 
-    /// Tells the engine the time: clients past their authentication
+    /// Tells every shard the time: clients past their authentication
     /// deadline are refused, failed attempts age out.
     pub fn tick(self: &Arc<Self>) {
-        self.drive(|state| state.engine.handle_timeout(Instant::now()));
+        let now = Instant::now();
+        for shard in 0..self.shards.len() {
+            self.drive(shard, |state| state.engine.handle_timeout(now));
+        }
     }
 
     /// Ticks about once a second until the server shuts down. Runtime
@@ -455,21 +625,24 @@ impl Hub {
         }
     }
 
-    /// Applies a request, returning its failure rather than queueing it.
+    /// Applies a request, returning its failure rather than queueing it. A
+    /// publish does not wait for full subscribers.
     pub(crate) fn command(
         self: &Arc<Self>,
         conn: ConnId,
         request: &Request,
     ) -> Result<(), mist_engine::Error> {
-        self.drive(|state| state.engine.handle_command(conn, request))
+        self.drive(conn.shard(), |state| {
+            state.engine.handle_command(conn, request)
+        })
     }
 
     pub(crate) fn input_closed(self: &Arc<Self>, conn: ConnId) {
-        self.drive(|state| state.engine.handle_input_closed(conn));
+        self.drive(conn.shard(), |state| state.engine.handle_input_closed(conn));
     }
 
     pub(crate) fn disconnect(self: &Arc<Self>, conn: ConnId) {
-        self.drive(|state| {
+        self.drive(conn.shard(), |state| {
             state.engine.handle_disconnect(conn);
             state.links.remove(&conn);
         });
@@ -482,7 +655,7 @@ impl Hub {
         conn: ConnId,
         batch: &mut VecDeque<Bytes>,
     ) -> (bool, bool) {
-        self.drive(|state| {
+        self.drive(conn.shard(), |state| {
             let got = state.engine.poll_transmit(conn, batch);
             (got, state.engine.is_closing(conn))
         })
@@ -490,17 +663,33 @@ impl Hub {
 
     /// Feeds the authenticator's outcome back; the admin goes on.
     fn persisted(self: &Arc<Self>, id: u64, outcome: Result<(), mist_engine::auth::AuthError>) {
-        self.drive(|state| state.engine.handle_persisted(id, outcome));
+        self.drive(0, |state| state.engine.handle_persisted(id, outcome));
     }
 
-    /// Wakes writers and readers, starts storing changes and reports
-    /// throttled addresses, after the lock is released.
+    /// Wakes writers and readers, syncs the shards after an admin change,
+    /// starts storing changes and reports throttled addresses, after the
+    /// lock is released.
     fn act(self: &Arc<Self>, effects: Effects) {
+        if effects.sync {
+            // First every shard applies the change, then every shard
+            // answers the admins whose change all have applied.
+            for _round in 0..2 {
+                for shard in 0..self.shards.len() {
+                    self.drive(shard, |state| state.engine.handle_sync());
+                }
+            }
+        }
         for link in effects.woken {
             link.outbox_ready.notify();
         }
         for link in effects.resumed {
             link.room.notify();
+        }
+        for conn in effects.resumed_elsewhere {
+            let link = self.lock(conn.shard()).links.get(&conn).cloned();
+            if let Some(link) = link {
+                link.room.notify();
+            }
         }
         for (id, change) in effects.persist {
             self.store(id, change);
@@ -531,6 +720,23 @@ impl Hub {
     }
 }
 
+/// A publisher's offers not yet delivered to every shard they go to, each
+/// with the shards still to take it; kept by its reader.
+#[derive(Default)]
+pub(crate) struct Offers {
+    queue: VecDeque<(Offer, u64)>,
+    /// Deliveries to a shard so far: while it stays the same, the reader
+    /// waits for the same one.
+    pub(crate) delivered: u64,
+}
+
+impl Offers {
+    /// Whether some wait for a full subscriber.
+    pub(crate) fn waiting(&self) -> bool {
+        !self.queue.is_empty()
+    }
+}
+
 /// Where `conn` stands in `engine`.
 fn progress_of(engine: &Engine, conn: ConnId) -> Progress {
     Progress {
@@ -543,6 +749,7 @@ fn progress_of(engine: &Engine, conn: ConnId) -> Progress {
 /// Collects what the engine asked for; the caller acts after unlocking.
 fn drain_outputs(state: &mut State) -> Effects {
     let mut effects = Effects::default();
+    let shard = state.engine.shard_index();
     while let Some(output) = state.engine.poll_output() {
         match output {
             Output::Transmit(conn) => {
@@ -550,11 +757,16 @@ fn drain_outputs(state: &mut State) -> Effects {
                     effects.woken.push(link.clone());
                 }
             }
+            Output::Resume(conn) if conn.shard() != shard => {
+                effects.resumed_elsewhere.push(conn);
+            }
             Output::Resume(conn) => {
                 if let Some(link) = state.links.get(&conn) {
                     effects.resumed.push(link.clone());
                 }
             }
+            Output::Offer(offer) => effects.offers.push(offer),
+            Output::Sync => effects.sync = true,
             Output::Persist { id, change } => effects.persist.push((id, change)),
             Output::Throttled { peer, retry_after } => effects.throttled.push((peer, retry_after)),
             other => log::error!("unhandled engine output {other:?}"),

@@ -1,10 +1,13 @@
 //! Authentication and the admin commands: `auth`, the throttle on failed
 //! attempts, the changes that wait for the authenticator, and revoking what
-//! open connections hold when a change takes grants away.
+//! open connections hold when a change takes grants away. The decisions are
+//! the [`Authority`](crate::authority::Authority)'s, shared by every shard;
+//! each shard enforces them on its own connections when it syncs.
 
 use super::{ConnId, Engine, Output};
-use crate::access::{Access, Next, Revoked, Role};
+use crate::access::{Revoked, Role};
 use crate::auth::{AuthError, Change};
+use crate::authority::Next;
 use crate::Error;
 use mist_proto::{encode, Command, Request};
 use std::collections::BTreeSet;
@@ -56,7 +59,8 @@ impl Engine {
     /// The role `token` gives, unless `peer` has used up its failed
     /// attempts; a failure counts against `peer`.
     pub(super) fn check_token(&mut self, peer: Option<IpAddr>, token: &str) -> Result<Role, Error> {
-        let Some(access) = self.access.as_mut() else {
+        let shared = self.shared.clone();
+        let Some(mut authority) = shared.authority() else {
             return Ok(Role::Open);
         };
         let known = match (peer, self.now) {
@@ -64,16 +68,19 @@ impl Engine {
             _ => None,
         };
         if let Some((peer, now)) = known {
-            if let Some(wait) = access.throttle.blocked(peer, now) {
+            if let Some(wait) = authority.throttle.blocked(peer, now) {
                 let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 return Err(Error::Throttled { retry_after });
             }
         }
-        if let Some(role) = access.identify(token) {
+        if let Some(role) = authority.identify(token) {
+            drop(authority);
+            // The token may be newer than this shard's replica.
+            self.sync_grants();
             return Ok(role);
         }
         if let Some((peer, now)) = known {
-            if access.throttle.failed(peer, now) {
+            if authority.throttle.failed(peer, now) {
                 let retry_after = self.config.auth_failure_window;
                 self.outputs
                     .push_back(Output::Throttled { peer, retry_after });
@@ -108,8 +115,10 @@ impl Engine {
         let tag_set = |tags: &[String]| tags.iter().cloned().collect::<BTreeSet<String>>();
         let change = match request.command {
             Command::Tags => {
-                let access = self.access.as_ref().ok_or(Error::UnknownCommand)?;
-                let tags: Vec<String> = access
+                let tags: Vec<String> = self
+                    .shared
+                    .authority()
+                    .ok_or(Error::UnknownCommand)?
                     .tags_of(&token)
                     .ok_or(Error::UnknownToken)?
                     .iter()
@@ -136,25 +145,26 @@ impl Engine {
                 token,
             },
         };
-        if let Some(access) = self.access.as_mut() {
-            access.enqueue(conn, change);
-        }
         if let Some(c) = self.conn_mut(conn) {
             c.waiting = true;
         }
-        self.pump_changes();
+        let shared = self.shared.clone();
+        if let Some(mut authority) = shared.authority() {
+            authority.enqueue(conn, change);
+            self.pump_changes(&mut authority);
+        }
+        self.settle();
         Ok(())
     }
 
-    /// Hands every change that can go now to the caller; answers those that
-    /// are no longer valid.
-    fn pump_changes(&mut self) {
-        while let Some(next) = self.access.as_mut().and_then(Access::next) {
+    /// Hands every change that can go now to the caller; those that are no
+    /// longer valid are settled with their error.
+    fn pump_changes(&mut self, authority: &mut crate::authority::Authority) {
+        while let Some(next) = authority.next() {
             match next {
                 Next::Store(id, change) => self.outputs.push_back(Output::Persist { id, change }),
                 Next::Refuse(conn, change, error) => {
-                    self.reply_error(conn, change_command(&change), None, error);
-                    self.settled(conn);
+                    authority.settle(conn, Some((change_command(&change), error)));
                 }
             }
         }
@@ -168,25 +178,79 @@ impl Engine {
         }
     }
 
-    /// Input: the authenticator's outcome for [`Output::Persist`] `id`. The
-    /// change takes effect (or not) and its admin gets the reply now; its
-    /// input may then go on ([`Output::Resume`]).
+    /// Input: the authenticator's outcome for [`Output::Persist`] `id`, on
+    /// any shard. The change takes effect (or not) on every shard, and then
+    /// its admin gets the reply; its input may then go on
+    /// ([`Output::Resume`]).
     pub fn handle_persisted(&mut self, id: u64, outcome: Result<(), AuthError>) {
-        let Some((conn, change)) = self.access.as_mut().and_then(|a| a.finish(id)) else {
+        let shared = self.shared.clone();
+        let Some(mut authority) = shared.authority() else {
+            return;
+        };
+        let Some((conn, change)) = authority.finish(id) else {
             return;
         };
         match outcome {
             Ok(()) => {
-                let revoked = self
-                    .access
-                    .as_mut()
-                    .map_or(Revoked::Nothing, |a| a.apply(change));
-                self.enforce(revoked);
+                authority.apply(change);
+                authority.settle(conn, None);
             }
-            Err(e) => self.reply_error(conn, change_command(&change), None, Error::NotSaved(e.0)),
+            Err(e) => {
+                let failure = (change_command(&change), Error::NotSaved(e.0));
+                authority.settle(conn, Some(failure));
+            }
         }
-        self.settled(conn);
-        self.pump_changes();
+        self.pump_changes(&mut authority);
+        drop(authority);
+        self.settle();
+    }
+
+    /// Brings this shard up to date with the authority, and tells the other
+    /// shards to do the same.
+    fn settle(&mut self) {
+        if self.shared.shards() > 1 {
+            self.outputs.push_back(Output::Sync);
+        }
+        self.handle_sync();
+    }
+
+    /// Input: the authority changed (after [`Output::Sync`], on every
+    /// shard): this shard applies the changes to its connections (closing
+    /// those whose token was revoked, ending subscriptions to tags taken
+    /// away) and answers the admins whose change every shard has applied.
+    pub fn handle_sync(&mut self) {
+        let shared = self.shared.clone();
+        let Some(mut authority) = shared.authority() else {
+            return;
+        };
+        let Some(access) = self.access.as_mut() else {
+            return;
+        };
+        let revoked = authority.sync(self.shard, access);
+        let settled = authority.take_settled(self.shard);
+        drop(authority);
+        for revoked in revoked {
+            self.enforce(revoked);
+        }
+        for done in settled {
+            if let Some((command, error)) = done.failure {
+                self.reply_error(done.conn, command, None, error);
+            }
+            self.settled(done.conn);
+        }
+    }
+
+    /// Brings this shard's replica of the grants up to date.
+    pub(super) fn sync_grants(&mut self) {
+        let shared = self.shared.clone();
+        let (Some(mut authority), Some(access)) = (shared.authority(), self.access.as_mut()) else {
+            return;
+        };
+        let revoked = authority.sync(self.shard, access);
+        drop(authority);
+        for revoked in revoked {
+            self.enforce(revoked);
+        }
     }
 
     /// Takes from open connections what an applied change revoked.

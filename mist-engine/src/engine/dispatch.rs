@@ -100,7 +100,16 @@ impl Engine {
             }
             Command::Auth => self.authenticate(conn, request),
             Command::Who => {
-                let frame = encode::who(self.stats.connections, self.stats.subscribers);
+                // Every shard's connections, not only this one's.
+                let shared = &self.shared;
+                let frame = encode::who(
+                    shared
+                        .connections
+                        .load(std::sync::atomic::Ordering::Acquire),
+                    shared
+                        .subscribers
+                        .load(std::sync::atomic::Ordering::Acquire),
+                );
                 self.reply(conn, frame);
                 Ok(())
             }
@@ -130,9 +139,9 @@ impl Engine {
                 None => error,
             },
             Command::Tags => {
-                let granted = self.access.as_ref().and_then(|access| {
+                let granted = self.shared.authority().and_then(|authority| {
                     let token = request.data.as_ref()?.to_text();
-                    access
+                    authority
                         .tags_of(&token)
                         .map(|tags| tags.iter().map(|t| escaped_len(t) + 3).sum::<usize>())
                 });
@@ -146,7 +155,12 @@ impl Engine {
     /// The largest `listall` reply, or `None` if it would not fit in an
     /// outbox at all (then `listall` answers an error instead).
     pub(super) fn listall_bound(&self) -> Option<usize> {
-        let bound = REPLY_FRAME + 2 * self.index.distinct_bytes();
+        let bytes = if self.shared.shards() > 1 {
+            self.shared.registry().bytes()
+        } else {
+            self.index.distinct_bytes()
+        };
+        let bound = REPLY_FRAME + 2 * bytes;
         (bound <= self.config.max_outbox_bytes).then_some(bound)
     }
 

@@ -17,8 +17,7 @@ impl Engine {
     }
 
     /// Subscriptions sorted as the replies show them, counting the work.
-    fn sorted<'s>(&mut self, sets: impl Iterator<Item = &'s TagSet>) -> Vec<Vec<String>> {
-        let mut lists: Vec<Vec<String>> = sets.map(|set| self.names_of(set)).collect();
+    fn sorted(&mut self, mut lists: Vec<Vec<String>>) -> Vec<Vec<String>> {
         self.work += lists.iter().map(|tags| tags.len() as u64).sum::<u64>();
         lists.sort_by_cached_key(|tags| tags.join(","));
         lists
@@ -26,12 +25,12 @@ impl Engine {
 
     pub(super) fn list(&mut self, conn: ConnId) {
         let Some(c) = self.conn(conn) else { return };
-        let sets: Vec<TagSet> = c.subscriptions.sets().cloned().collect();
-        let subscriptions = self.sorted(sets.iter());
+        let sets: Vec<Vec<String>> = c.subscriptions.sets().map(|s| self.names_of(s)).collect();
+        let subscriptions = self.sorted(sets);
         self.reply(conn, encode::list(&subscriptions));
     }
 
-    /// `listall`: every distinct subscribed tag set; the admin's only when
+    /// `listall`: every distinct subscribed tag set, on every shard; the admin's only when
     /// authentication is on. Refused when the reply could not fit in an
     /// outbox at all.
     pub(super) fn listall(&mut self, conn: ConnId) -> Result<(), Error> {
@@ -44,8 +43,14 @@ impl Engine {
                 limit: self.config.max_outbox_bytes,
             });
         }
-        let sets: Vec<TagSet> = self.index.distinct().cloned().collect();
-        let all = self.sorted(sets.iter());
+        // Every shard's subscriptions, not only this one's.
+        let sets: Vec<Vec<String>> = if self.shared.shards() > 1 {
+            self.shared.registry().sets()
+        } else {
+            let sets: Vec<TagSet> = self.index.distinct().cloned().collect();
+            sets.iter().map(|s| self.names_of(s)).collect()
+        };
+        let all = self.sorted(sets);
         self.reply(conn, encode::listall(&all));
         Ok(())
     }

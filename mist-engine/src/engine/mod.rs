@@ -6,22 +6,31 @@
 mod admin;
 mod dispatch;
 mod lists;
+mod offer;
 mod publish;
+pub use offer::Offer;
 pub(crate) use publish::Pacing;
 mod subscribe;
 
 use crate::access::{Access, Role};
 use crate::auth::Grants;
+use crate::authority::Authority;
 use crate::extension::CommandHandler;
-pub use crate::id::ConnId;
+pub use crate::id::{ConnId, MAX_SHARDS};
 use crate::index::{Index, Subscriptions, TagId};
 use crate::outbox::{Outbox, Queued};
+use crate::shared::Shared;
 use crate::{Config, Error};
 use bytes::Bytes;
 use mist_proto::{encode, ProtoError, Request};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Generations wrap within the bits a [`ConnId`] keeps of them.
+const GENERATION_MASK: u32 = (1 << 24) - 1;
 
 /// Waiting input kept room for once it is all applied.
 const RETAINED_INPUT: usize = 64;
@@ -56,6 +65,16 @@ pub enum Output {
         /// How long its attempts are refused.
         retry_after: Duration,
     },
+    /// A publish that connections on other shards may want: give it to
+    /// each shard it names, in order with the publisher's other offers
+    /// ([`Engine::handle_offer`]), then tell this shard that it went out
+    /// ([`Engine::handle_offered`]). Never emitted by a lone engine.
+    Offer(Offer),
+    /// An admin change settled: call [`Engine::handle_sync`] on every
+    /// shard, then once more on every shard (the first round applies the
+    /// change everywhere, the second answers its admin). Never emitted by
+    /// a lone engine.
+    Sync,
 }
 
 /// What a connection's reader should do next, after any input it gave
@@ -150,6 +169,10 @@ struct Conn {
     /// Publishes of its own applied so far: tells a paced reader whether the
     /// publish it waits for is still the same one.
     published: u64,
+    /// Its publishes were offered to other shards and are not all there
+    /// yet: its own frames wait, so that a reply after a publish still
+    /// means the publish reached every shard.
+    offering: bool,
 }
 
 struct Slot {
@@ -171,7 +194,7 @@ pub struct Engine {
     /// off the hot path.
     scratch: Vec<TagId>,
     recipients: Vec<ConnId>,
-    /// `None` for an open server.
+    /// This shard's replica of the grants; `None` for an open server.
     access: Option<Access>,
     /// Commands registered by an embedder.
     commands: HashMap<String, CommandHandler>,
@@ -184,6 +207,10 @@ pub struct Engine {
     auth_deadlines: VecDeque<(Instant, ConnId)>,
     /// Shutting down: new connections are refused.
     stopping: bool,
+    /// This shard's number among the server's shards.
+    shard: usize,
+    /// What the shards share.
+    shared: Arc<Shared>,
 }
 
 /// The open connection `id` among `slots`.
@@ -195,7 +222,48 @@ fn conn_in(slots: &mut [Slot], id: ConnId) -> Option<&mut Conn> {
 impl Engine {
     /// An open engine: no authentication, no admin commands.
     pub fn new(config: Config) -> Engine {
+        Engine::shards(config, 1).remove(0)
+    }
+
+    /// `count` shards of one open server (at most [`MAX_SHARDS`]). Each owns
+    /// the connections it accepts, their subscriptions, index and outboxes,
+    /// and may run on its own thread behind its own lock; a publish reaches
+    /// the other shards through [`Output::Offer`].
+    pub fn shards(config: Config, count: usize) -> Vec<Engine> {
+        let shared = Arc::new(Shared::new(count.clamp(1, MAX_SHARDS), None));
+        Engine::around(config, shared)
+    }
+
+    /// `count` shards of one server that wants a token from every client;
+    /// see [`Engine::secured`].
+    pub fn secured_shards(
+        config: Config,
+        count: usize,
+        server_token: String,
+        grants: Grants,
+    ) -> Vec<Engine> {
+        let count = count.clamp(1, MAX_SHARDS);
+        let authority = Authority::new(server_token, grants, &config, count);
+        let shared = Arc::new(Shared::new(count, Some(authority)));
+        Engine::around(config, shared)
+    }
+
+    fn around(config: Config, shared: Arc<Shared>) -> Vec<Engine> {
+        (0..shared.shards())
+            .map(|shard| {
+                let mut engine = Engine::shard(config.clone(), shared.clone(), shard);
+                engine.index.record_changes = shared.shards() > 1;
+                engine.sync_grants();
+                engine
+            })
+            .collect()
+    }
+
+    fn shard(config: Config, shared: Arc<Shared>, shard: usize) -> Engine {
         Engine {
+            access: shared.is_secured().then(Access::default),
+            shard,
+            shared,
             config,
             slots: Vec::new(),
             free_slots: Vec::new(),
@@ -205,7 +273,6 @@ impl Engine {
             publish_seq: 0,
             scratch: Vec::new(),
             recipients: Vec::new(),
-            access: None,
             commands: HashMap::new(),
             work: 0,
             now: None,
@@ -228,11 +295,12 @@ impl Engine {
     /// assert!(engine.handle_connect_with_token(Some("guess")).is_err());
     /// ```
     pub fn secured(config: Config, server_token: String, grants: Grants) -> Engine {
-        let access = Access::new(server_token, grants, &config);
-        Engine {
-            access: Some(access),
-            ..Engine::new(config)
-        }
+        Engine::secured_shards(config, 1, server_token, grants).remove(0)
+    }
+
+    /// This shard's number, which the [`ConnId`]s it hands out carry.
+    pub fn shard_index(&self) -> usize {
+        self.shard
     }
 
     /// The limits in force.
@@ -240,10 +308,10 @@ impl Engine {
         &self.config
     }
 
-    /// Whether [`Config::max_connections`] are open: new clients are refused
-    /// until some leave.
+    /// Whether [`Config::max_connections`] are open, on all shards
+    /// together: new clients are refused until some leave.
     pub fn at_capacity(&self) -> bool {
-        self.stats.connections >= self.config.max_connections
+        self.shared.connections.load(Ordering::Acquire) >= self.config.max_connections
     }
 
     /// Input: a client connected. On a secured engine its first message must
@@ -271,16 +339,20 @@ impl Engine {
         if self.stopping {
             return Err(Error::ShuttingDown);
         }
-        if self.at_capacity() {
-            let limit = self.config.max_connections;
+        let limit = self.config.max_connections;
+        if self.shared.connections.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::TooManyConnections { limit });
         }
         let role = match (&self.access, credentials) {
-            (None, _) => Role::Open,
-            (Some(_), Credentials::InBand) => Role::Anonymous,
-            (Some(_), Credentials::Token(None)) => return Err(Error::AuthRequired),
-            (Some(_), Credentials::Token(Some(token))) => self.check_token(peer, token)?,
+            (None, _) => Ok(Role::Open),
+            (Some(_), Credentials::InBand) => Ok(Role::Anonymous),
+            (Some(_), Credentials::Token(None)) => Err(Error::AuthRequired),
+            (Some(_), Credentials::Token(Some(token))) => self.check_token(peer, token),
         };
+        let role = role.inspect_err(|_| {
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        })?;
         let conn = self.connect_as(role, peer);
         if role == Role::Anonymous {
             if let Some(now) = self.now {
@@ -306,20 +378,21 @@ impl Engine {
             stalled: false,
             waiters: Vec::new(),
             published: 0,
+            offering: false,
         };
         self.stats.connections += 1;
         if let Some(slot) = self.free_slots.pop() {
             let entry = &mut self.slots[slot as usize];
-            entry.generation = entry.generation.wrapping_add(1);
+            entry.generation = entry.generation.wrapping_add(1) & GENERATION_MASK;
             entry.conn = Some(conn);
-            return ConnId::new(slot, entry.generation);
+            return ConnId::new(self.shard, slot, entry.generation);
         }
         let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 connections");
         self.slots.push(Slot {
             generation: 0,
             conn: Some(conn),
         });
-        ConnId::new(slot, 0)
+        ConnId::new(self.shard, slot, 0)
     }
 
     /// Input: one line from `conn`, decoded or not; see [`Engine::handle_input`].
@@ -526,13 +599,14 @@ impl Engine {
     /// Input: `conn` is gone. Everything about it is forgotten.
     pub fn handle_disconnect(&mut self, conn: ConnId) {
         self.handle_input_closed(conn);
-        if let Some(access) = self.access.as_mut() {
-            access.forget(conn);
+        if let Some(mut authority) = self.shared.authority() {
+            authority.forget(conn);
         }
         if self.conn(conn).is_some() {
             self.slots[conn.slot()].conn = None;
             self.free_slots.push(conn.slot() as u32);
             self.stats.connections -= 1;
+            self.shared.connections.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -549,15 +623,26 @@ impl Engine {
     /// connection get [`Output::Resume`], and a stalled connection is
     /// waited for again.
     pub fn poll_transmit(&mut self, conn: ConnId, batch: &mut VecDeque<Bytes>) -> bool {
+        if conn.shard() != self.shard {
+            return false;
+        }
         let Some(c) = conn_in(&mut self.slots, conn) else {
             return false;
         };
+        if c.offering {
+            // Its publishes are not on every shard yet: its replies wait.
+            return false;
+        }
         let got = c.outbox.take(batch);
         c.stalled = false;
         if !c.waiters.is_empty() {
             let mut waiters = std::mem::take(&mut c.waiters);
             for &waiter in &waiters {
-                if let Some(w) = conn_in(&mut self.slots, waiter).filter(|w| w.paced) {
+                if waiter.shard() != self.shard {
+                    // An offer from another shard waits: its publisher's
+                    // reader retries it.
+                    self.outputs.push_back(Output::Resume(waiter));
+                } else if let Some(w) = conn_in(&mut self.slots, waiter).filter(|w| w.paced) {
                     w.paced = false;
                     self.outputs.push_back(Output::Resume(waiter));
                 }
@@ -570,7 +655,7 @@ impl Engine {
         got
     }
 
-    /// Counters for the whole engine.
+    /// This shard's counters (a lone engine's are the server's).
     pub fn stats(&self) -> Stats {
         self.stats
     }
@@ -596,11 +681,17 @@ impl Engine {
     }
 
     fn conn(&self, id: ConnId) -> Option<&Conn> {
+        if id.shard() != self.shard {
+            return None;
+        }
         let slot = self.slots.get(id.slot())?;
         (slot.generation == id.generation()).then_some(slot.conn.as_ref())?
     }
 
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        if id.shard() != self.shard {
+            return None;
+        }
         conn_in(&mut self.slots, id)
     }
 
@@ -610,7 +701,7 @@ impl Engine {
             .iter()
             .enumerate()
             .filter(|(_, slot)| slot.conn.is_some())
-            .map(|(i, slot)| ConnId::new(i as u32, slot.generation))
+            .map(|(i, slot)| ConnId::new(self.shard, i as u32, slot.generation))
     }
 
     fn reply_error(&mut self, conn: ConnId, command: &str, tags: Option<&[String]>, error: Error) {

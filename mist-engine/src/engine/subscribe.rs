@@ -5,6 +5,7 @@ use super::{conn_in, ConnId, Engine};
 use crate::index::{Index, Subscriptions, TagId};
 use crate::Error;
 use mist_proto::Request;
+use std::sync::atomic::Ordering;
 
 impl Engine {
     pub(super) fn subscribe(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
@@ -61,8 +62,13 @@ impl Engine {
             slots,
             index,
             stats,
+            shared,
+            shard,
             ..
         } = self;
+        if conn.shard() != *shard {
+            return;
+        }
         let Some(c) = conn_in(slots, conn) else {
             return;
         };
@@ -70,6 +76,20 @@ impl Engine {
         change(index, &mut c.subscriptions);
         let after = c.subscriptions.len();
         stats.subscriptions = stats.subscriptions + after - before;
-        stats.subscribers = stats.subscribers + usize::from(after > 0) - usize::from(before > 0);
+        match (before > 0, after > 0) {
+            (false, true) => {
+                stats.subscribers += 1;
+                shared.subscribers.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                stats.subscribers -= 1;
+                shared.subscribers.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        // The other shards learn where this one has subscribers.
+        for (names, added) in index.changed.drain(..) {
+            shared.subscription_changed(*shard, &names, added);
+        }
     }
 }

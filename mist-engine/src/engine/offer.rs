@@ -1,0 +1,114 @@
+//! Publishes that cross shards: a shard that applies a publish offers it to
+//! every other shard that may hold a matching subscription
+//! ([`Output::Offer`]), and the caller hands it to each of them in the
+//! publisher's order ([`Engine::handle_offer`]). The receiving shard matches
+//! it against its own index and delivers it as if it were published there,
+//! pacing the publisher the same way: when a recipient is full, the offer
+//! waits and the publisher's reader retries it after [`Output::Resume`], or
+//! gives up waiting with [`Engine::handle_offer_expired`]. Once every offer
+//! of a turn is delivered, [`Engine::handle_offered`] on the publisher's
+//! shard lets its own replies go out.
+//!
+//! [`Output::Offer`]: super::Output::Offer
+//! [`Output::Resume`]: super::Output::Resume
+
+use super::publish::Pacing;
+use super::{ConnId, Engine, Output};
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A publish on its way to other shards; see [`Output::Offer`].
+///
+/// [`Output::Offer`]: super::Output::Offer
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    publisher: ConnId,
+    frame: Bytes,
+    tags: Arc<[String]>,
+    /// The shards it goes to, as a bit mask.
+    targets: u64,
+    /// Whether its publisher waits for full recipients.
+    wait: bool,
+}
+
+impl Offer {
+    pub(crate) fn new(
+        publisher: ConnId,
+        frame: Bytes,
+        tags: &[String],
+        targets: u64,
+        wait: bool,
+    ) -> Offer {
+        Offer {
+            publisher,
+            frame,
+            tags: tags.into(),
+            targets,
+            wait,
+        }
+    }
+
+    /// The connection that published it.
+    pub fn publisher(&self) -> ConnId {
+        self.publisher
+    }
+
+    /// The frame every recipient gets.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+
+    /// The shards to hand it to, in ascending order.
+    pub fn shards(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..64).filter(|s| self.targets & (1 << s) != 0)
+    }
+}
+
+impl Engine {
+    /// Input: a publish from another shard ([`Output::Offer`]). Returns
+    /// whether it was delivered; if not, a recipient is full and the
+    /// publisher must wait: retry after this shard sends
+    /// [`Output::Resume`] for the publisher, or after the publisher's
+    /// [`Config::pace_timeout`] call [`Engine::handle_offer_expired`].
+    ///
+    /// [`Output::Offer`]: super::Output::Offer
+    /// [`Config::pace_timeout`]: crate::Config::pace_timeout
+    pub fn handle_offer(&mut self, offer: &Offer) -> bool {
+        let pacing = if offer.wait {
+            Pacing::Wait
+        } else {
+            Pacing::Never
+        };
+        self.take_offer(offer, pacing)
+    }
+
+    /// Input: the publisher of `offer` waited its bounded time. It is
+    /// delivered now; recipients still full lose it and are judged stalled.
+    pub fn handle_offer_expired(&mut self, offer: &Offer) {
+        self.take_offer(offer, Pacing::Expired);
+    }
+
+    fn take_offer(&mut self, offer: &Offer, pacing: Pacing) -> bool {
+        self.find_recipients(&offer.tags, None);
+        if self.recipients.is_empty() {
+            return true;
+        }
+        if pacing == Pacing::Wait && self.must_wait(offer.frame.len(), offer.publisher) {
+            return false;
+        }
+        self.deliver(&offer.frame, pacing);
+        true
+    }
+
+    /// Input, on the publisher's shard: every offer of `publisher` so far
+    /// has been delivered, so its own frames may go out again.
+    pub fn handle_offered(&mut self, publisher: ConnId) {
+        let Some(c) = self.conn_mut(publisher) else {
+            return;
+        };
+        c.offering = false;
+        if c.outbox.has_queued() {
+            self.outputs.push_back(Output::Transmit(publisher));
+        }
+    }
+}

@@ -41,6 +41,15 @@ fn decode(stream: &[u8], chunk: usize) -> Vec<Result<Request, ProtoError>> {
 /// A decoded request re-encodes to one line that decodes to the same request,
 /// and its publish frame, built from the raw data literal, is one valid line.
 fn round_trip(request: &Request) {
+    if let Some(frame) = request.frame() {
+        // Taken by the fast path: serde alone must agree, and the line must
+        // be exactly the frame the encoder writes.
+        let line = &frame[..frame.len() - 1];
+        let slow = mist_proto::decode_document::<Request>(line);
+        assert_eq!(slow.as_ref(), Ok(request), "the fast path and serde differ");
+        let tags = request.tags.clone().unwrap_or_default();
+        assert_eq!(frame, &encode::publish(&tags, request.data.as_ref()));
+    }
     let line = request.to_line();
     let mut decoder = LineDecoder::new(usize::MAX);
     let mut again: Vec<Result<Request, ProtoError>> = Vec::new();

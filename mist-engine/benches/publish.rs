@@ -48,5 +48,31 @@ fn publish(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, publish);
+/// What a server does with a read full of publishes: decode the lines and
+/// apply them, delivering each to one subscriber.
+fn read_of_publishes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read");
+    let (mut engine, publisher, hot) = setup(1, 0);
+    let line = Request::new("publish")
+        .tags(["hot"])
+        .data("x".repeat(128))
+        .to_line();
+    let chunk = line.repeat(400);
+    let mut decoder = mist_proto::LineDecoder::new(mist_proto::DEFAULT_MAX_LINE);
+    let mut decoded = Vec::with_capacity(400);
+    let mut batch = VecDeque::new();
+    group.throughput(Throughput::Elements(400));
+    group.bench_function("decode and publish 400 lines of 128 B", |b| {
+        b.iter(|| {
+            decoder.decode::<Request>(&chunk, &mut decoded);
+            engine.handle_input(publisher, decoded.drain(..));
+            while engine.poll_output().is_some() {}
+            engine.poll_transmit(hot[0], &mut batch);
+            batch.clear();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, publish, read_of_publishes);
 criterion_main!(benches);

@@ -90,7 +90,7 @@ impl LineDecoder {
     }
 
     /// Ends first-line mode and decodes whatever was held behind the first line.
-    pub fn release<T: DeserializeOwned>(&mut self, out: &mut Vec<Result<T, ProtoError>>) {
+    pub fn release<T: FromLine>(&mut self, out: &mut Vec<Result<T, ProtoError>>) {
         if self.first.take().is_none() {
             return;
         }
@@ -110,11 +110,7 @@ impl LineDecoder {
 
     /// Decodes every line that `chunk` completes, appending one item per line
     /// to `out` (only the first line in first-line mode).
-    pub fn decode<T: DeserializeOwned>(
-        &mut self,
-        chunk: &[u8],
-        out: &mut Vec<Result<T, ProtoError>>,
-    ) {
+    pub fn decode<T: FromLine>(&mut self, chunk: &[u8], out: &mut Vec<Result<T, ProtoError>>) {
         if let Some(first) = self.first {
             if first.done {
                 self.held.extend_from_slice(chunk);
@@ -126,7 +122,7 @@ impl LineDecoder {
         self.decode_lines(chunk, out);
     }
 
-    fn decode_lines<T: DeserializeOwned>(
+    fn decode_lines<T: FromLine>(
         &mut self,
         mut chunk: &[u8],
         out: &mut Vec<Result<T, ProtoError>>,
@@ -159,7 +155,7 @@ impl LineDecoder {
 
     /// First-line mode: decodes up to the first non-blank line with `limit`
     /// and holds the rest of `chunk`.
-    fn decode_first<T: DeserializeOwned>(
+    fn decode_first<T: FromLine>(
         &mut self,
         limit: usize,
         chunk: &[u8],
@@ -203,8 +199,34 @@ impl LineDecoder {
     }
 }
 
-fn push_line<T: DeserializeOwned>(line: &[u8], out: &mut Vec<Result<T, ProtoError>>) {
+/// What a [`LineDecoder`] decodes lines into: anything serde can decode,
+/// plus, for [`crate::Request`], a fast path for publishes written exactly
+/// as the server delivers them.
+pub trait FromLine: DeserializeOwned {
+    /// Decodes `line` (no line ending, not yet checked for UTF-8) without
+    /// serde, if it has a form the type recognises; `None` sends it through
+    /// serde. Must never accept a line serde would decode differently.
+    fn from_canonical(_line: &[u8]) -> Option<Self> {
+        None
+    }
+}
+
+impl FromLine for crate::Request {
+    fn from_canonical(line: &[u8]) -> Option<Self> {
+        crate::canonical::publish(line)
+    }
+}
+
+impl FromLine for crate::Message {}
+
+impl FromLine for crate::Publication {}
+
+fn push_line<T: FromLine>(line: &[u8], out: &mut Vec<Result<T, ProtoError>>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(fast) = T::from_canonical(line) {
+        out.push(Ok(fast));
+        return;
+    }
     if line.iter().all(u8::is_ascii_whitespace) {
         return;
     }

@@ -30,11 +30,12 @@
 
 #![warn(missing_docs)]
 
+mod canonical;
 mod decoder;
 pub mod encode;
 mod error;
 mod message;
 
-pub use decoder::{decode_document, LineDecoder, DEFAULT_MAX_LINE};
+pub use decoder::{decode_document, FromLine, LineDecoder, DEFAULT_MAX_LINE};
 pub use error::ProtoError;
 pub use message::{Command, Data, Message, Publication, Request};

@@ -1,9 +1,11 @@
 //! The two message shapes on the wire: requests from clients, frames from the server.
 
+use bytes::Bytes;
 use serde::de::{Error as _, Unexpected};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::fmt;
+use std::ops::Range;
 
 /// A client's request: `{"command": string, "tags": [string], "data": string}`.
 ///
@@ -16,7 +18,7 @@ use std::fmt;
 /// let line = Request::new("publish").tags(["a", "b"]).data("hi").to_line();
 /// assert_eq!(line, b"{\"command\":\"publish\",\"tags\":[\"a\",\"b\"],\"data\":\"hi\"}\n");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
     /// What to do.
     pub command: Command,
@@ -26,7 +28,21 @@ pub struct Request {
     /// The payload of a publish, or the token of `auth` and admin commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Data>,
+    /// A publish line that was already the frame subscribers get (see
+    /// [`Request::frame`]).
+    #[serde(skip)]
+    pub(crate) frame: Option<Bytes>,
 }
+
+/// Equal when command, tags and data are; how the line was decoded does not
+/// matter.
+impl PartialEq for Request {
+    fn eq(&self, other: &Request) -> bool {
+        self.command == other.command && self.tags == other.tags && self.data == other.data
+    }
+}
+
+impl Eq for Request {}
 
 impl Request {
     /// A request with a command and nothing else.
@@ -35,7 +51,17 @@ impl Request {
             command: command.into(),
             tags: None,
             data: None,
+            frame: None,
         }
+    }
+
+    /// For a publish the client wrote exactly as the server delivers it
+    /// (`{"command":"publish","tags":[...],"data":"..."}` with no escapes),
+    /// that line as the frame, newline included: the decoder copied it once,
+    /// and every subscriber is sent this copy. `None` for anything else; the
+    /// frame is then built with [`crate::encode::publish`].
+    pub fn frame(&self) -> Option<&Bytes> {
+        self.frame.as_ref()
     }
 
     /// Sets the tags.
@@ -80,6 +106,7 @@ impl Publication {
             command: Command::Publish,
             tags: self.tags,
             data: self.data,
+            frame: None,
         }
     }
 }
@@ -224,18 +251,43 @@ impl<'de> Deserialize<'de> for Command {
 /// server never unescapes and re-escapes it. The literal was validated by the
 /// JSON parser, so it cannot contain a raw newline or break the framing.
 #[derive(Clone)]
-pub struct Data(Box<RawValue>);
+pub struct Data(Literal);
+
+#[derive(Clone)]
+enum Literal {
+    /// Decoded by serde.
+    Owned(Box<RawValue>),
+    /// Inside the frame of a publish taken by the fast path, which checked
+    /// that it is valid UTF-8 and a plain string literal.
+    InFrame(Bytes, u32, u32),
+}
 
 impl Data {
     /// Data holding `text`.
     pub fn new(text: &str) -> Data {
         let literal = serde_json::to_string(text).expect("a string always serializes");
-        Data(RawValue::from_string(literal).expect("a serialized string is valid JSON"))
+        let raw = RawValue::from_string(literal).expect("a serialized string is valid JSON");
+        Data(Literal::Owned(raw))
+    }
+
+    /// The literal at `range` of `frame`, which the caller checked.
+    pub(crate) fn in_frame(frame: Bytes, range: Range<usize>) -> Data {
+        // A line is far shorter than 4 GiB; anything else is an empty literal.
+        let start = u32::try_from(range.start).unwrap_or(0);
+        let end = u32::try_from(range.end).unwrap_or(0);
+        Data(Literal::InFrame(frame, start, end))
     }
 
     /// The JSON string literal, quotes included.
     pub fn json(&self) -> &str {
-        self.0.get()
+        match &self.0 {
+            Literal::Owned(raw) => raw.get(),
+            // Checked when it was taken; checking again cannot fail.
+            Literal::InFrame(frame, start, end) => frame
+                .get(*start as usize..*end as usize)
+                .and_then(|literal| std::str::from_utf8(literal).ok())
+                .unwrap_or("\"\""),
+        }
     }
 
     /// The text the literal stands for.
@@ -261,7 +313,13 @@ impl Eq for Data {}
 
 impl Serialize for Data {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        match &self.0 {
+            Literal::Owned(raw) => raw.serialize(serializer),
+            Literal::InFrame(..) => match RawValue::from_string(self.json().to_owned()) {
+                Ok(raw) => raw.serialize(serializer),
+                Err(e) => Err(serde::ser::Error::custom(e)),
+            },
+        }
     }
 }
 
@@ -281,7 +339,7 @@ impl<'de> Deserialize<'de> for Data {
                         )));
                     }
                 }
-                return Ok(Data(raw));
+                return Ok(Data(Literal::Owned(raw)));
             }
             Some(b'[') => Unexpected::Seq,
             Some(b'{') => Unexpected::Map,

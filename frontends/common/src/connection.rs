@@ -28,6 +28,8 @@ use std::time::Instant;
 /// shrink back whenever there is nothing to read.
 const FIRST_READ: usize = 2 * 1024;
 const LARGEST_READ: usize = 64 * 1024;
+/// A read that brought fewer lines than this keeps no room for them after.
+const SMALL_READ_LINES: usize = 128;
 /// The write buffer is given back when a burst left it larger than this.
 const RETAINED_WRITE_BUFFER: usize = 64 * 1024;
 /// The longest line a client may send before it has authenticated: room
@@ -210,9 +212,13 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
             Some(applied) => applied,
             None => return Ok(()),
         };
-        if decoded.capacity() > 4 * lines.max(8) {
-            // A burst is over: keep room for what reads bring now.
-            decoded.shrink_to(lines.max(8));
+        if lines < SMALL_READ_LINES {
+            // Few lines, or a burst is over: an idle connection keeps no
+            // room for decoded requests (a client sending little pays one
+            // allocation per read; a busy one reads many lines at a time).
+            decoded = Vec::new();
+        } else if decoded.capacity() > 4 * lines {
+            decoded.shrink_to(lines);
         }
         // Let the writers this input woke run before reading more, so that a
         // publisher on a busy server is paced by the delivery it causes

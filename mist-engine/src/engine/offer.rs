@@ -89,11 +89,8 @@ impl Engine {
     }
 
     fn take_offer(&mut self, offer: &Offer, pacing: Pacing) -> bool {
-        self.find_recipients(&offer.tags, None);
-        if self.recipients.is_empty() {
-            return true;
-        }
-        if pacing == Pacing::Wait && self.must_wait(offer.frame.len(), offer.publisher) {
+        let wait = (pacing == Pacing::Wait).then_some((offer.frame.len(), offer.publisher));
+        if self.find_recipients(&offer.tags, None, wait) {
             return false;
         }
         self.deliver(&offer.frame, pacing);

@@ -53,21 +53,20 @@ impl Engine {
         let targets = self
             .shared
             .targets(self.shard, tags.iter().map(String::as_str));
-        self.find_recipients(tags, Some(publisher));
-        let frame: Option<Bytes> = (!self.recipients.is_empty() || targets != 0)
-            .then(|| encode::publish(tags, request.data.as_ref()));
-        if let (Some(frame), Pacing::Wait) = (&frame, pacing) {
-            if self.must_wait(frame.len(), publisher) {
-                if let Some(c) = self.conn_mut(publisher) {
-                    c.paced = true;
-                }
-                return Ok(Published::Paced);
+        // A line in the canonical form already is the frame (see
+        // `Request::frame`); anything else is encoded once, here.
+        let frame = request
+            .frame()
+            .cloned()
+            .unwrap_or_else(|| encode::publish(tags, request.data.as_ref()));
+        let wait = (pacing == Pacing::Wait).then_some((frame.len(), publisher));
+        if self.find_recipients(tags, Some(publisher), wait) {
+            if let Some(c) = self.conn_mut(publisher) {
+                c.paced = true;
             }
+            return Ok(Published::Paced);
         }
         self.stats.published += 1;
-        let Some(frame) = frame else {
-            return Ok(Published::Applied);
-        };
         self.deliver(&frame, pacing);
         if targets != 0 {
             if let Some(c) = self.conn_mut(publisher) {
@@ -84,8 +83,16 @@ impl Engine {
 
     /// Fills `self.recipients` with this shard's connections that a message
     /// with `tags` goes to: matched, once each, never `publisher`, only
-    /// where granted. Numbers the publish.
-    pub(super) fn find_recipients(&mut self, tags: &[String], publisher: Option<ConnId>) {
+    /// where granted. Numbers the publish. With `wait`, a frame of that many
+    /// bytes for `waiter`: returns whether a recipient that is not stalled
+    /// has no room for it, and tells every such recipient that `waiter`
+    /// waits for it.
+    pub(super) fn find_recipients(
+        &mut self,
+        tags: &[String],
+        publisher: Option<ConnId>,
+        wait: Option<(usize, ConnId)>,
+    ) -> bool {
         // Tags no subscription uses cannot narrow a match, so they are skipped.
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
@@ -98,7 +105,13 @@ impl Engine {
         recipients.clear();
         self.index.matches(&ids, &mut self.work, &mut recipients);
         self.scratch = ids;
-        let Engine { slots, access, .. } = self;
+        let mut must_wait = false;
+        let Engine {
+            slots,
+            access,
+            config,
+            ..
+        } = self;
         recipients.retain(|&id| {
             // The index holds only open connections: no generation to check.
             let Some(conn) = slots[id.slot()].conn.as_mut() else {
@@ -108,30 +121,21 @@ impl Engine {
                 return false;
             }
             conn.last_publish = seq;
-            access
+            let granted = access
                 .as_mut()
-                .is_none_or(|access| access.receives(conn.role, tags, seq))
-        });
-        self.recipients = recipients;
-    }
-
-    /// Whether a delivery of `len` bytes must wait because a recipient that
-    /// is not stalled has no room; if so, `waiter` is told when one makes
-    /// room.
-    pub(super) fn must_wait(&mut self, len: usize, waiter: ConnId) -> bool {
-        let mut wait = false;
-        for &id in &self.recipients {
-            let Some(conn) = self.slots[id.slot()].conn.as_mut() else {
-                continue;
-            };
-            if !conn.stalled && !conn.outbox.fits(len, &self.config) {
-                wait = true;
-                if !conn.waiters.contains(&waiter) {
-                    conn.waiters.push(waiter);
+                .is_none_or(|access| access.receives(conn.role, tags, seq));
+            if let (true, Some((len, waiter))) = (granted, wait) {
+                if !conn.stalled && !conn.outbox.fits(len, config) {
+                    must_wait = true;
+                    if !conn.waiters.contains(&waiter) {
+                        conn.waiters.push(waiter);
+                    }
                 }
             }
-        }
-        wait
+            granted
+        });
+        self.recipients = recipients;
+        must_wait
     }
 
     /// Queues `frame` for every one of `self.recipients` it fits; drops it

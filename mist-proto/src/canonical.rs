@@ -1,0 +1,137 @@
+//! The fast path for the line a server sees most: a publish written exactly
+//! as [`crate::encode::publish`] writes one (which is how mist's own client,
+//! pubsub-bench and most clients send it):
+//!
+//! `{"command":"publish","tags":["a","b"],"data":"text"}`
+//!
+//! with no escapes, no control characters and nothing else. Such a line is
+//! already the frame every subscriber gets, so it is copied once into a
+//! shared [`Bytes`] and never parsed by serde nor re-encoded. Any other line,
+//! including any line that is not valid, goes through serde with every
+//! check and error message; this path only ever accepts lines serde would
+//! decode to the same request.
+
+use crate::message::Data;
+use crate::{Command, Request};
+use bytes::Bytes;
+
+const HEAD: &[u8] = b"{\"command\":\"publish\",\"tags\":[";
+const DATA: &[u8] = b"],\"data\":\"";
+const TAIL: &[u8] = b"\"}";
+
+/// Whether `text` may appear inside a JSON string literal as it is: no
+/// quote, backslash or control character.
+fn plain(text: &[u8]) -> bool {
+    // Without an early exit the compiler checks many bytes at a time.
+    let control = text.iter().fold(0u8, |seen, &b| seen | u8::from(b < 0x20));
+    control == 0 && memchr::memchr2(b'"', b'\\', text).is_none()
+}
+
+/// `line` (without its line ending) as a request, if it is a canonical
+/// publish.
+pub(crate) fn publish(line: &[u8]) -> Option<Request> {
+    let mut rest = line.strip_prefix(HEAD)?;
+    let mut spans = Vec::new();
+    loop {
+        rest = rest.strip_prefix(b"\"")?;
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[end] != b'"' || !plain(&rest[..end]) {
+            return None;
+        }
+        let start = line.len() - rest.len();
+        spans.push(start..start + end);
+        rest = &rest[end + 1..];
+        match rest.first() {
+            Some(b',') => rest = &rest[1..],
+            _ => break,
+        }
+    }
+    let body = rest.strip_prefix(DATA)?.strip_suffix(TAIL)?;
+    if !plain(body) {
+        return None;
+    }
+    let text = std::str::from_utf8(line).ok()?;
+    let tags = spans
+        .into_iter()
+        .map(|span| text[span].to_owned())
+        .collect();
+    let mut frame = Vec::with_capacity(line.len() + 1);
+    frame.extend_from_slice(line);
+    frame.push(b'\n');
+    let frame = Bytes::from(frame);
+    // The literal, quotes included: just before `body` to just after it.
+    let literal_end = line.len() - TAIL.len() + 1;
+    let literal = literal_end - body.len() - 2..literal_end;
+    Some(Request {
+        command: Command::Publish,
+        tags: Some(tags),
+        data: Some(Data::in_frame(frame.clone(), literal)),
+        frame: Some(frame),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode;
+    use proptest::prelude::*;
+
+    fn serde(line: &[u8]) -> Option<Request> {
+        serde_json::from_slice(line).ok()
+    }
+
+    #[test]
+    fn a_canonical_publish_is_its_own_frame() {
+        let line = br#"{"command":"publish","tags":["a","b c"],"data":"hello"}"#;
+        let request = publish(line).expect("canonical");
+        assert_eq!(Some(request.clone()), serde(line));
+        assert_eq!(request.data.as_ref().unwrap().json(), "\"hello\"");
+        let frame = request.frame().unwrap();
+        assert_eq!(&frame[..line.len()], line);
+        assert_eq!(
+            frame,
+            &encode::publish(request.tags.as_ref().unwrap(), request.data.as_ref())
+        );
+    }
+
+    #[test]
+    fn anything_else_is_left_to_serde() {
+        for line in [
+            &br#"{"command":"publish","tags":["a\"b"],"data":"x"}"#[..],
+            br#"{"command":"publish","tags":["a"],"data":"x\ny"}"#,
+            br#"{"command":"publish","tags":["a"],"data":"x\u0041"}"#,
+            br#"{"command":"publish","tags":[],"data":"x"}"#,
+            br#"{"command":"publish","tags":["a"],"data":"x","extra":1}"#,
+            br#"{"command":"publish","tags":["a"],"data":"x"} "#,
+            br#"{"command":"publish", "tags":["a"],"data":"x"}"#,
+            br#"{"command":"publish","tags":["a"],"data":"x"#,
+            br#"{"command":"publish","tags":["a",],"data":"x"}"#,
+            b"{\"command\":\"publish\",\"tags\":[\"a\"],\"data\":\"\xff\"}",
+            b"{\"command\":\"publish\",\"tags\":[\"a\x01\"],\"data\":\"x\"}",
+        ] {
+            assert!(publish(line).is_none(), "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    proptest! {
+        /// Whatever the tags and data, a line the fast path takes is one
+        /// serde decodes to the same request, and its frame is what the
+        /// encoder would write.
+        #[test]
+        fn the_fast_path_agrees_with_serde(
+            tags in prop::collection::vec(".{0,12}", 1..4),
+            data in ".{0,40}",
+        ) {
+            let line = Request::new("publish").tags(tags).data(data).to_line();
+            let line = &line[..line.len() - 1];
+            if let Some(fast) = publish(line) {
+                let slow = serde(line).expect("serde takes it too");
+                prop_assert_eq!(&fast, &slow);
+                prop_assert_eq!(
+                    fast.frame().unwrap(),
+                    &encode::publish(slow.tags.as_ref().unwrap(), slow.data.as_ref())
+                );
+            }
+        }
+    }
+}

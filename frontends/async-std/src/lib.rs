@@ -79,8 +79,9 @@ impl Server {
             .collect()
     }
 
-    /// Accepts connections on every listener until [`Hub::shut_down`]; then
-    /// waits up to `grace` for the open connections to flush and close.
+    /// Accepts connections on every listener until [`Hub::shut_down`], in
+    /// this future (the connections are served on async-std's threads);
+    /// then waits up to `grace` for the open connections to flush and close.
     pub async fn run(self, grace: Duration) {
         let listening = Listening {
             hub: self.hub.clone(),
@@ -112,20 +113,12 @@ impl Server {
                 },
                 respond.clone(),
             );
-            let hub = self.hub.clone();
-            loops.push(task::spawn(async move {
-                select(pin!(accepting), pin!(hub.stopping())).await;
-            }));
+            loops.push(Box::pin(accepting) as Task);
         }
-        for (_, accepting) in self.custom {
-            let hub = self.hub.clone();
-            loops.push(task::spawn(async move {
-                select(accepting, pin!(hub.stopping())).await;
-            }));
-        }
-        for accepting in loops {
-            accepting.await;
-        }
+        loops.extend(self.custom.into_iter().map(|(_, accepting)| accepting));
+        // The accept loops run in this future, on the thread that awaits
+        // `run`, however busy the runtime's threads are with connections.
+        select(futures::future::join_all(loops), pin!(self.hub.stopping())).await;
         if !self.hub.drained(grace).await {
             log::warn!("shutdown grace period over: closing the connections still open");
         }

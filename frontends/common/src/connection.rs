@@ -23,11 +23,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-/// Reads start small so that idle connections stay cheap, grow as soon as a
-/// client fills one, so that a busy publisher is read in large chunks, and
-/// shrink back whenever there is nothing to read.
-const FIRST_READ: usize = 2 * 1024;
-const LARGEST_READ: usize = 64 * 1024;
+/// How much one read of a TCP connection takes at most.
+const READ_SIZE: usize = 64 * 1024;
 /// A read that brought fewer lines than this keeps no room for them after.
 const SMALL_READ_LINES: usize = 128;
 /// The write buffer is given back when a burst left it larger than this.
@@ -328,31 +325,23 @@ async fn yield_now() {
 }
 
 /// Lines over a byte stream (TCP).
+///
+/// It owns no read buffer: every read goes into its thread's buffer and is
+/// decoded at once, before the task can move or yield, so an idle
+/// connection keeps nothing for reading but its decoder's unfinished line.
 struct ByteInbound<R> {
     reader: R,
-    /// Every connection's own buffer, for a client that sends little.
-    small: Box<[u8; FIRST_READ]>,
-    /// A large buffer while the client sends a lot, from the thread's spares.
-    large: Option<Box<[u8]>>,
 }
 
 thread_local! {
-    /// Large read buffers not in use, kept for the next busy connection on
-    /// this thread, so that giving a waiting connection's buffer back costs
-    /// nothing when it is busy again.
-    static SPARE_BUFFERS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    /// The buffer every connection on this thread reads into.
+    static READ_BUFFER: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
 }
-
-/// Spare large buffers a thread keeps at most.
-const SPARES_PER_THREAD: usize = 8;
 
 impl<R> ByteInbound<R> {
     fn new(reader: R) -> Self {
-        ByteInbound {
-            reader,
-            small: Box::new([0; FIRST_READ]),
-            large: None,
-        }
+        ByteInbound { reader }
     }
 }
 
@@ -362,40 +351,18 @@ impl<R: AsyncRead + Unpin + Send> Inbound for ByteInbound<R> {
         decoder: &mut LineDecoder,
         out: &mut Vec<Result<Request, ProtoError>>,
     ) -> io::Result<bool> {
-        let (n, full) = poll_fn(|cx| {
-            let buf: &mut [u8] = match &mut self.large {
-                Some(large) => large,
-                None => &mut self.small[..],
-            };
-            let size = buf.len();
-            match Pin::new(&mut self.reader).poll_read(cx, buf) {
-                Poll::Pending => {
-                    // Nothing left to read: the burst is over, and a
-                    // connection that waits keeps only its small buffer.
-                    if let Some(large) = self.large.take() {
-                        SPARE_BUFFERS.with(|spares| {
-                            let mut spares = spares.borrow_mut();
-                            if spares.len() < SPARES_PER_THREAD {
-                                spares.push(large);
-                            }
-                        });
-                    }
-                    Poll::Pending
+        let n = poll_fn(|cx| {
+            READ_BUFFER.with(|buffer| {
+                let mut buffer = buffer.borrow_mut();
+                let read = Pin::new(&mut self.reader).poll_read(cx, &mut buffer[..]);
+                if let Poll::Ready(Ok(n)) = read {
+                    // Decoded here, while the bytes are still this thread's.
+                    decoder.decode(&buffer[..n], out);
                 }
-                Poll::Ready(read) => Poll::Ready(read.map(|n| (n, n == size))),
-            }
+                read
+            })
         })
         .await?;
-        let read = match &self.large {
-            Some(large) => &large[..n],
-            None => &self.small[..n],
-        };
-        decoder.decode(read, out);
-        if full && self.large.is_none() {
-            // More is waiting: read it in large chunks.
-            let spare = SPARE_BUFFERS.with(|spares| spares.borrow_mut().pop());
-            self.large = Some(spare.unwrap_or_else(|| vec![0; LARGEST_READ].into_boxed_slice()));
-        }
         Ok(n > 0)
     }
 }

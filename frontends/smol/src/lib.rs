@@ -69,13 +69,14 @@ impl Server {
             .collect()
     }
 
-    /// Accepts connections on an executor with one thread per core until
-    /// [`Hub::shut_down`]; then waits up to `grace` for the open connections
-    /// to flush and close.
+    /// Serves connections on an executor with one thread per core, and
+    /// accepts them on the calling thread, so that accepting never waits
+    /// behind connection tasks, until [`Hub::shut_down`]; then waits up to
+    /// `grace` for the open connections to flush and close.
     pub fn run(self, grace: Duration) {
         let executor = Arc::new(Executor::new());
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
-        for i in 1..cores {
+        for i in 0..cores {
             let executor = executor.clone();
             let spawned = thread::Builder::new()
                 .name(format!("mist-smol-{i}"))
@@ -97,7 +98,7 @@ impl Server {
             let service = service.clone();
             async move { Ok(service.respond(request).await) }
         };
-        let mut loops = Vec::new();
+        let mut loops: Vec<Task> = Vec::new();
         for (spec, listener) in self.listeners {
             let listener = match TcpListener::try_from(listener) {
                 Ok(listener) => listener,
@@ -118,26 +119,21 @@ impl Server {
                 }
             };
             let accepting = listening.clone().accept_loop(spec, accept, respond.clone());
-            loops.push(executor.spawn(accepting));
+            loops.push(Box::pin(accepting));
         }
-        for (_, accepting) in self.custom {
-            loops.push(executor.spawn(accepting));
-        }
+        loops.extend(self.custom.into_iter().map(|(_, accepting)| accepting));
         let hub = self.hub.clone();
-        future::block_on(executor.run(async {
-            future::or(
-                async {
-                    for accept in loops {
-                        accept.await;
-                    }
-                },
-                hub.stopping(),
-            )
-            .await;
+        // The accept loops run here, on a thread of their own, however busy
+        // the executor's threads are with connections.
+        future::block_on(async {
+            let accepting = async {
+                futures::future::join_all(loops).await;
+            };
+            future::or(accepting, hub.stopping()).await;
             if !hub.drained(grace).await {
                 log::warn!("shutdown grace period over: closing the connections still open");
             }
-        }));
+        });
     }
 }
 

@@ -140,6 +140,15 @@ impl ModelConn {
         self.held() == 0 || self.held() < MAX_FRAMES
     }
 
+    /// Whether a publisher waits for it: it is full and not stalled, and,
+    /// after the publisher's wait `expired`, its writer has not taken
+    /// frames (nothing in flight) and is not held back by its own offers.
+    fn waits_for(&self, expired: bool) -> bool {
+        !self.stalled
+            && !self.has_room()
+            && (!expired || (self.in_flight == 0 && self.offers.is_empty()))
+    }
+
     /// Whether a message tagged `published` may reach it.
     fn receives(&self, published: &BTreeSet<&'static str>) -> bool {
         self.granted.as_ref().is_none_or(|g| published.is_subset(g))
@@ -301,18 +310,24 @@ impl Harness {
                 // if they still wait, those elsewhere in any case.
                 // (The shard cannot tell whether a publisher elsewhere is
                 // still there, or still waits.)
-                let mut expected: Vec<ConnId> = waiters
-                    .iter()
-                    .copied()
-                    .filter(|w| {
-                        w.shard() != id.shard()
-                            || self
-                                .conns
-                                .iter_mut()
-                                .find(|(c, _)| c == w)
-                                .is_some_and(|(_, m)| std::mem::take(&mut m.paced))
-                    })
-                    .collect();
+                let mut expected: Vec<ConnId> =
+                    waiters
+                        .iter()
+                        .copied()
+                        .filter(|w| {
+                            w.shard() != id.shard()
+                                || self.conns.iter_mut().find(|(c, _)| c == w).is_some_and(
+                                    |(_, m)| {
+                                        // Its wait starts over.
+                                        let paced = std::mem::take(&mut m.paced);
+                                        if paced {
+                                            m.expired = false;
+                                        }
+                                        paced
+                                    },
+                                )
+                        })
+                        .collect();
                 self.drain_outputs();
                 let mut resumed = std::mem::take(&mut self.resumed);
                 resumed.sort();
@@ -420,14 +435,11 @@ impl Harness {
                     continue;
                 }
                 let recipients = self.remote_recipients(i, shard, &published);
-                let waits = !expired
-                    && recipients.iter().any(|&j| {
-                        let model = &self.conns[j].1;
-                        !model.stalled && !model.has_room()
-                    });
+                let waits = recipients
+                    .iter()
+                    .any(|&j| self.conns[j].1.waits_for(expired));
                 let delivered = if expired {
-                    self.engines[shard].handle_offer_expired(&offer);
-                    true
+                    self.engines[shard].handle_offer_expired(&offer)
                 } else {
                     self.engines[shard].handle_offer(&offer)
                 };
@@ -435,7 +447,7 @@ impl Harness {
                 for j in recipients {
                     let model = &mut self.conns[j].1;
                     if waits {
-                        if !model.stalled && !model.has_room() {
+                        if model.waits_for(expired) {
                             model.waiters.insert(publisher);
                         }
                     } else if model.has_room() {
@@ -517,7 +529,8 @@ impl Harness {
     fn apply_command(&mut self, i: usize, cmd: Cmd) -> Option<Cmd> {
         let publisher = self.conns[i].0;
         let model = &mut self.conns[i].1;
-        let expired = std::mem::take(&mut model.expired);
+        // Until the publish it waited for is applied.
+        let expired = model.expired;
         match cmd {
             Cmd::Subscribe(tags) => {
                 if model.permits("subscribe", &tags) {
@@ -541,7 +554,7 @@ impl Harness {
                 let mut paced = false;
                 for &j in &recipients {
                     let model = &mut self.conns[j].1;
-                    if !expired && !model.stalled && !model.has_room() {
+                    if model.waits_for(expired) {
                         paced = true;
                         model.waiters.insert(publisher);
                     }
@@ -550,6 +563,7 @@ impl Harness {
                     self.conns[i].1.paced = true;
                     return Some(Cmd::Publish(tags, data));
                 }
+                self.conns[i].1.expired = false;
                 for j in recipients {
                     let model = &mut self.conns[j].1;
                     if model.has_room() {
@@ -648,11 +662,18 @@ pub fn run(secured: bool, shards: usize, ops: Vec<Op>) {
     for op in ops {
         harness.apply(op);
     }
-    // Finally every offer goes out, and every connection's remaining frames
-    // must match too.
-    for i in 0..harness.conns.len() {
-        while harness.offering(i) {
-            harness.apply(Op::Expire(i));
+    // Finally every offer goes out (writers write, waits expire), and every
+    // connection's remaining frames must match too.
+    while (0..harness.conns.len()).any(|i| harness.offering(i)) {
+        for i in 0..harness.conns.len() {
+            if !harness.offering(i) {
+                harness.apply(Op::Drain(i));
+            }
+        }
+        for i in 0..harness.conns.len() {
+            if harness.offering(i) {
+                harness.apply(Op::Expire(i));
+            }
         }
     }
     for i in 0..harness.conns.len() {

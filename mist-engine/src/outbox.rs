@@ -77,6 +77,11 @@ impl Outbox {
         !batch.is_empty()
     }
 
+    /// Whether the writer holds a batch it has not reported written.
+    pub(crate) fn writing(&self) -> bool {
+        self.in_flight_frames > 0
+    }
+
     /// Whether frames are queued and not yet handed to the writer.
     pub(crate) fn has_queued(&self) -> bool {
         !self.queue.is_empty()

@@ -244,22 +244,17 @@ async fn apply_all(
     mut progress: Progress,
 ) -> Option<Progress> {
     let (hub, conn) = (&session.hub, session.conn);
-    // The publish being paced, by its publisher's count, and when its
-    // bounded wait ends.
-    let mut pace: Option<(u64, Instant)> = None;
-    // The same for an offer to another shard.
-    let mut offer_pace: Option<(u64, Instant)> = None;
+    // The publish being paced, by its publisher's count: when its bounded
+    // wait ends, and whether it has.
+    let mut pace: Option<(u64, Pacing)> = None;
+    // The same for an offer to another shard, by deliveries so far.
+    let mut offer_pace: Option<(u64, Pacing)> = None;
     loop {
         if offers.waiting() {
             // Its publishes wait for a full subscriber on another shard:
             // nothing more of its input is applied until they are out.
-            let deadline = match offer_pace {
-                Some((delivered, deadline)) if delivered == offers.delivered => deadline,
-                _ => Instant::now() + hub.pace_timeout(),
-            };
-            offer_pace = Some((offers.delivered, deadline));
-            let made_room = hub.wait_until(&session.link.room, deadline).await;
-            hub.retry_offers(offers, !made_room);
+            let expired = pace_wait(hub, &session.link, &mut offer_pace, offers.delivered).await;
+            hub.retry_offers(offers, expired);
             continue;
         }
         match progress.flow {
@@ -276,17 +271,47 @@ async fn apply_all(
             Flow::Yield => yield_now().await,
             Flow::Wait => session.link.room.wait().await,
             Flow::Pace => {
-                let deadline = match pace {
-                    Some((published, deadline)) if published == progress.published => deadline,
-                    _ => Instant::now() + hub.pace_timeout(),
-                };
-                pace = Some((progress.published, deadline));
-                if !hub.wait_until(&session.link.room, deadline).await {
+                if pace_wait(hub, &session.link, &mut pace, progress.published).await {
                     hub.pace_expired(conn);
                 }
             }
         }
         progress = hub.resume(conn, offers);
+    }
+}
+
+/// Where a publisher's wait for one publish stands.
+#[derive(Debug, Clone, Copy)]
+enum Pacing {
+    /// Waiting until this time at most.
+    Until(Instant),
+    /// Its bounded wait is over; it waits only for subscribers whose writer
+    /// has not had its turn, which the runtime will give it.
+    Expired,
+}
+
+/// Waits for room for the publish (or offer) numbered `current`: the first
+/// time at most [`Hub::pace_timeout`], again until that time, and after it
+/// for the room signal alone (a subscriber whose writer has not had its
+/// turn yet), after which the bounded wait starts over. Returns whether the
+/// bounded wait ran out, so that subscribers stuck writing are no longer
+/// waited for.
+async fn pace_wait(hub: &Hub, link: &Link, pace: &mut Option<(u64, Pacing)>, current: u64) -> bool {
+    let state = match *pace {
+        Some((number, state)) if number == current => state,
+        _ => Pacing::Until(Instant::now() + hub.pace_timeout()),
+    };
+    match state {
+        Pacing::Until(deadline) => {
+            let made_room = hub.wait_until(&link.room, deadline).await;
+            *pace = Some((current, if made_room { state } else { Pacing::Expired }));
+            !made_room
+        }
+        Pacing::Expired => {
+            link.room.wait().await;
+            *pace = Some((current, Pacing::Until(Instant::now() + hub.pace_timeout())));
+            false
+        }
     }
 }
 

@@ -528,13 +528,16 @@ impl Hub {
 
     /// Retries the offers left waiting after a subscriber made room, or,
     /// with `expired`, after the publisher waited its bounded time: the
-    /// first one then goes out to the shard it waits for, whoever is full.
+    /// first one then goes out to the shard it waits for, dropped for the
+    /// subscribers stuck writing (see [`Engine::handle_offer_expired`]).
     pub(crate) fn retry_offers(self: &Arc<Self>, offers: &mut Offers, expired: bool) {
         if expired {
             if let Some((offer, mask)) = offers.queue.front_mut() {
                 if *mask != 0 {
                     let shard = mask.trailing_zeros() as usize;
-                    self.drive(shard, |state| state.engine.handle_offer_expired(offer));
+                    if !self.drive(shard, |state| state.engine.handle_offer_expired(offer)) {
+                        return;
+                    }
                     *mask &= !(1 << shard);
                     offers.delivered += 1;
                 }

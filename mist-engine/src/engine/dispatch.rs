@@ -48,9 +48,8 @@ impl Engine {
             self.refuse(conn, request.command.as_str(), Error::AuthRequired);
             return None;
         }
-        let expired = self
-            .conn_mut(conn)
-            .is_some_and(|c| std::mem::take(&mut c.pace_expired));
+        // Until the publish it waited for is applied.
+        let expired = self.conn(conn).is_some_and(|c| c.pace_expired);
         let pacing = if expired {
             Pacing::Expired
         } else {

@@ -95,7 +95,10 @@ pub enum Flow {
     /// outbox: wait until [`Output::Resume`] comes, then call
     /// [`Engine::handle_resume`]; if it has not come within
     /// [`Config::pace_timeout`] of the first `Pace` for this publish, call
-    /// [`Engine::handle_pace_expired`] and then `handle_resume`.
+    /// [`Engine::handle_pace_expired`] and then `handle_resume`. A `Pace`
+    /// for the same publish after that waits for a subscriber whose writer
+    /// has not had its turn yet: wait for [`Output::Resume`] alone, after
+    /// which the bounded wait starts over.
     Pace,
     /// It was refused or revoked: read nothing more; its writer writes what
     /// is queued and closes it.
@@ -521,8 +524,10 @@ impl Engine {
     /// Input: `conn` was told [`Flow::Pace`] and waited
     /// [`Config::pace_timeout`] without the room it waited for. Its publish
     /// goes out at its next turn ([`Engine::handle_resume`]): subscribers
-    /// still full are judged stalled, lose this delivery, and are not waited
-    /// for again until their writer takes frames.
+    /// still full whose writer is stuck writing are judged stalled, lose this
+    /// delivery, and are not waited for again until their writer takes
+    /// frames. A full subscriber whose writer has not yet taken what is
+    /// queued (it has not had its turn) is still waited for.
     pub fn handle_pace_expired(&mut self, conn: ConnId) {
         if let Some(c) = self.conn_mut(conn).filter(|c| c.paced) {
             c.paced = false;
@@ -643,7 +648,10 @@ impl Engine {
                     // reader retries it.
                     self.outputs.push_back(Output::Resume(waiter));
                 } else if let Some(w) = conn_in(&mut self.slots, waiter).filter(|w| w.paced) {
+                    // A subscriber it waited for made progress: its wait
+                    // starts over.
                     w.paced = false;
+                    w.pace_expired = false;
                     self.outputs.push_back(Output::Resume(waiter));
                 }
             }

@@ -82,14 +82,18 @@ impl Engine {
         self.take_offer(offer, pacing)
     }
 
-    /// Input: the publisher of `offer` waited its bounded time. It is
-    /// delivered now; recipients still full lose it and are judged stalled.
-    pub fn handle_offer_expired(&mut self, offer: &Offer) {
-        self.take_offer(offer, Pacing::Expired);
+    /// Input: the publisher of `offer` waited its bounded time. Returns
+    /// whether it was delivered: recipients still full whose writer is
+    /// stuck writing lose it and are judged stalled; if one whose writer has
+    /// not had its turn yet is full, it still waits (as for
+    /// [`Engine::handle_offer`]).
+    pub fn handle_offer_expired(&mut self, offer: &Offer) -> bool {
+        self.take_offer(offer, Pacing::Expired)
     }
 
     fn take_offer(&mut self, offer: &Offer, pacing: Pacing) -> bool {
-        let wait = (pacing == Pacing::Wait).then_some((offer.frame.len(), offer.publisher));
+        let wait =
+            (pacing != Pacing::Never).then_some((offer.frame.len(), offer.publisher, pacing));
         if self.find_recipients(&offer.tags, None, wait) {
             return false;
         }

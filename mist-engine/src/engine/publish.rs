@@ -7,8 +7,12 @@
 //! recipient's outbox has no room, the publish is not applied and the
 //! publisher waits ([`Flow::Pace`]) until that recipient's writer takes
 //! frames or [`Config::pace_timeout`] passes. After the wait, recipients
-//! still full are judged stalled: their deliveries are dropped, and nobody
-//! waits for them again until their writer takes frames.
+//! still full whose writer is stuck writing a batch (or held back while its
+//! own publishes are offered to other shards) are judged stalled: their
+//! deliveries are dropped, and nobody waits for them again until their
+//! writer takes frames. A recipient whose writer has not even taken what is
+//! queued has not had its turn on a busy machine, which is no fault of its
+//! client: it is still waited for.
 //!
 //! [`Flow::Pace`]: super::Flow::Pace
 //! [`Config::pace_timeout`]: crate::Config::pace_timeout
@@ -59,7 +63,7 @@ impl Engine {
             .frame()
             .cloned()
             .unwrap_or_else(|| encode::publish(tags, request.data.as_ref()));
-        let wait = (pacing == Pacing::Wait).then_some((frame.len(), publisher));
+        let wait = (pacing != Pacing::Never).then_some((frame.len(), publisher, pacing));
         if self.find_recipients(tags, Some(publisher), wait) {
             if let Some(c) = self.conn_mut(publisher) {
                 c.paced = true;
@@ -77,6 +81,7 @@ impl Engine {
         }
         if let Some(c) = self.conn_mut(publisher) {
             c.published += 1;
+            c.pace_expired = false;
         }
         Ok(Published::Applied)
     }
@@ -85,13 +90,14 @@ impl Engine {
     /// with `tags` goes to: matched, once each, never `publisher`, only
     /// where granted. Numbers the publish. With `wait`, a frame of that many
     /// bytes for `waiter`: returns whether a recipient that is not stalled
-    /// has no room for it, and tells every such recipient that `waiter`
-    /// waits for it.
+    /// has no room for it (after an expired wait, only one whose writer has
+    /// not taken what is queued), and tells every such recipient that
+    /// `waiter` waits for it.
     pub(super) fn find_recipients(
         &mut self,
         tags: &[String],
         publisher: Option<ConnId>,
-        wait: Option<(usize, ConnId)>,
+        wait: Option<(usize, ConnId, Pacing)>,
     ) -> bool {
         // Tags no subscription uses cannot narrow a match, so they are skipped.
         let mut ids = std::mem::take(&mut self.scratch);
@@ -124,8 +130,15 @@ impl Engine {
             let granted = access
                 .as_mut()
                 .is_none_or(|access| access.receives(conn.role, tags, seq));
-            if let (true, Some((len, waiter))) = (granted, wait) {
-                if !conn.stalled && !conn.outbox.fits(len, config) {
+            if let (true, Some((len, waiter, pacing))) = (granted, wait) {
+                // After the wait, only a writer that has not had its turn is
+                // waited for; one that is writing, or held back by offers of
+                // its own, is not.
+                let waits = match pacing {
+                    Pacing::Wait => true,
+                    _ => !conn.outbox.writing() && !conn.offering,
+                };
+                if waits && !conn.stalled && !conn.outbox.fits(len, config) {
                     must_wait = true;
                     if !conn.waiters.contains(&waiter) {
                         conn.waiters.push(waiter);

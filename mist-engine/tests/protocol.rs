@@ -15,6 +15,14 @@ impl Broker {
         }
     }
 
+    /// A broker whose outboxes hold `frames` frames.
+    fn with_outbox_frames(frames: usize) -> Broker {
+        Broker::new(Config {
+            max_outbox_frames: frames,
+            ..Config::default()
+        })
+    }
+
     fn connect(&mut self) -> ConnId {
         self.engine.handle_connect().expect("room for a connection")
     }
@@ -181,11 +189,7 @@ fn limits_on_tags_and_subscriptions() {
 
 #[test]
 fn a_publisher_waits_for_a_subscriber_that_is_full_instead_of_dropping() {
-    let config = Config {
-        max_outbox_frames: 3,
-        ..Config::default()
-    };
-    let mut broker = Broker::new(config);
+    let mut broker = Broker::with_outbox_frames(3);
     let (subscriber, publisher) = (broker.connect(), broker.connect());
     broker.send(subscriber, subscribe(&["t"]));
     broker.engine.handle_input(
@@ -219,11 +223,7 @@ fn a_publisher_waits_for_a_subscriber_that_is_full_instead_of_dropping() {
 
 #[test]
 fn a_subscriber_still_full_after_the_wait_is_stalled_and_nobody_waits_for_it_again() {
-    let config = Config {
-        max_outbox_frames: 3,
-        ..Config::default()
-    };
-    let mut broker = Broker::new(config);
+    let mut broker = Broker::with_outbox_frames(3);
     let (slow, fast, publisher) = (broker.connect(), broker.connect(), broker.connect());
     broker.send(slow, subscribe(&["t"]));
     broker.send(fast, subscribe(&["t"]));
@@ -267,11 +267,7 @@ fn a_subscriber_still_full_after_the_wait_is_stalled_and_nobody_waits_for_it_aga
 
 #[test]
 fn after_the_wait_a_subscriber_whose_writer_had_no_turn_yet_is_still_waited_for() {
-    let config = Config {
-        max_outbox_frames: 3,
-        ..Config::default()
-    };
-    let mut broker = Broker::new(config);
+    let mut broker = Broker::with_outbox_frames(3);
     let (subscriber, publisher) = (broker.connect(), broker.connect());
     broker.send(subscriber, subscribe(&["t"]));
     for i in 0..4 {

@@ -4,7 +4,8 @@
 # servers, three each; prints one table of medians and ratios.
 #   scripts/bench.sh [ROUNDS]          (needs nats-server: apt-get install nats-server)
 # Environment: MIST_BENCH_RUNTIMES (default "async-std smol"),
-# MIST_BENCH_SCENARIOS (names from the list below, default all).
+# MIST_BENCH_SCENARIOS (names from the list below, default all),
+# MIST_BENCH_ARGS (more server flags, e.g. "--shards 1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -47,7 +48,8 @@ for round in $(seq "$rounds"); do
         nats-server -a 127.0.0.1 -p "$port" >/dev/null 2>&1 & server=$!
         proto=nats
       else
-        "$MIST" --server --runtime "$who" --listeners "tcp://127.0.0.1:$port" --log-level error & server=$!
+        # shellcheck disable=SC2086
+        "$MIST" --server --runtime "$who" --listeners "tcp://127.0.0.1:$port" --log-level error ${MIST_BENCH_ARGS:-} & server=$!
         proto=mist
       fi
       sleep 0.5

@@ -64,8 +64,11 @@ impl CommandContext<'_> {
             .tags(tags.iter().cloned())
             .data(data);
         self.engine
-            .publish(self.conn, &request, crate::engine::Pacing::Never)
-            .map(|_| ())
+            .publish(self.conn, &request, crate::engine::Pacing::Never)?;
+        let mut request = request;
+        self.engine
+            .send_offer(|| request.tags.take().unwrap_or_default());
+        Ok(())
     }
 
     /// The engine's counters.

@@ -11,15 +11,18 @@
 //! a shared bucket only costs an offer that finds nothing.
 
 use crate::authority::Authority;
+use crate::hash::IdHasher;
 use crate::index::set_bytes;
 use mist_proto::encode::escaped_len;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-/// Interest buckets per shard.
-const BUCKETS: usize = 1024;
+/// Interest buckets per shard: a power of two, taken from the hash's top
+/// bits, which depend on every byte of the tag.
+const BUCKET_BITS: u32 = 10;
+const BUCKETS: usize = 1 << BUCKET_BITS;
 
 /// Every distinct subscription across the shards, for `listall` on a
 /// server of several shards (a lone engine answers from its own index).
@@ -72,7 +75,10 @@ pub(crate) struct Shared {
     pub(crate) subscribers: AtomicUsize,
     /// For each shard, its distinct subscriptions by interest bucket.
     interest: Box<[AtomicU32]>,
-    hasher: RandomState,
+    /// Buckets need no defence against chosen collisions: a collision only
+    /// offers a publish to a shard that then finds no recipient, and the
+    /// shards are few. So the fast id hasher serves.
+    hasher: BuildHasherDefault<IdHasher>,
     registry: Mutex<Registry>,
     authority: Option<Mutex<Authority>>,
 }
@@ -84,7 +90,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             subscribers: AtomicUsize::new(0),
             interest: (0..shards * BUCKETS).map(|_| AtomicU32::new(0)).collect(),
-            hasher: RandomState::new(),
+            hasher: BuildHasherDefault::default(),
             registry: Mutex::new(Registry::default()),
             authority: authority.map(Mutex::new),
         }
@@ -95,7 +101,7 @@ impl Shared {
     }
 
     fn bucket(&self, tag: &str) -> usize {
-        (self.hasher.hash_one(tag) as usize) % BUCKETS
+        (self.hasher.hash_one(tag) >> (64 - BUCKET_BITS)) as usize
     }
 
     /// The shards other than `from` that may hold a subscription matching a
@@ -164,5 +170,37 @@ impl Shared {
 
     pub(crate) fn is_secured(&self) -> bool {
         self.authority.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(tags: &[&str]) -> Vec<String> {
+        tags.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn a_publish_is_offered_to_the_shards_whose_subscriptions_it_may_match() {
+        let shared = Shared::new(4, None);
+        shared.subscription_changed(2, &names(&["a", "b"]), true);
+        shared.subscription_changed(3, &names(&["c"]), true);
+        let targets = |tags: &[&str]| shared.targets(0, tags.iter().copied());
+        assert_eq!(targets(&["a", "b", "x"]), 1 << 2);
+        assert_eq!(targets(&["c"]), 1 << 3);
+        assert_eq!(targets(&["a", "c"]) & (1 << 2 | 1 << 3), 1 << 2 | 1 << 3);
+        assert_eq!(shared.targets(2, ["a", "b"].into_iter()), 0, "not itself");
+        shared.subscription_changed(2, &names(&["a", "b"]), false);
+        assert_eq!(targets(&["a", "b"]) & (1 << 2), 0, "gone");
+    }
+
+    #[test]
+    fn tags_that_differ_only_at_the_end_spread_over_the_buckets() {
+        let shared = Shared::new(2, None);
+        let buckets: std::collections::HashSet<usize> = (0..64)
+            .map(|i| shared.bucket(&format!("pair-{i}")))
+            .collect();
+        assert!(buckets.len() > 48, "{} buckets for 64 tags", buckets.len());
     }
 }

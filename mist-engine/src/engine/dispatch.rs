@@ -55,9 +55,10 @@ impl Engine {
         } else {
             Pacing::Wait
         };
+        let mut request = request;
         match self.apply(conn, &request, pacing) {
             Ok(Published::Paced) => return Some(Ok(request)),
-            Ok(Published::Applied) => {}
+            Ok(Published::Applied) => self.send_offer(|| request.tags.take().unwrap_or_default()),
             Err(e) if anonymous => self.refuse(conn, request.command.as_str(), e),
             Err(e) => {
                 let command = request.command.as_str();
@@ -72,7 +73,9 @@ impl Engine {
     /// on success are queued as usual. A publish never waits here: a
     /// delivery that does not fit its subscriber's outbox is dropped.
     pub fn handle_command(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
-        self.apply(conn, request, Pacing::Never).map(|_| ())
+        self.apply(conn, request, Pacing::Never)?;
+        self.send_offer(|| request.tags.clone().unwrap_or_default());
+        Ok(())
     }
 
     fn apply(

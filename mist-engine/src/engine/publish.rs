@@ -17,7 +17,7 @@
 //! [`Flow::Pace`]: super::Flow::Pace
 //! [`Config::pace_timeout`]: crate::Config::pace_timeout
 
-use super::{conn_in, ConnId, Engine, Offer, Output};
+use super::{conn_in, ConnId, Engine, Output};
 use crate::outbox::Queued;
 use crate::Error;
 use bytes::Bytes;
@@ -76,8 +76,8 @@ impl Engine {
             if let Some(c) = self.conn_mut(publisher) {
                 c.offering = true;
             }
-            let offer = Offer::new(publisher, frame, tags, targets, pacing != Pacing::Never);
-            self.outputs.push_back(Output::Offer(offer));
+            // Sent once the caller hands over the tags (see `send_offer`).
+            self.unsent_offer = Some((publisher, frame, targets, pacing != Pacing::Never));
         }
         if let Some(c) = self.conn_mut(publisher) {
             c.published += 1;

@@ -123,6 +123,25 @@ fn shards_must_be_between_1_and_64(runtime: &str) {
     }
 }
 
+#[test]
+fn the_shard_count_is_a_config_key_too() {
+    let dir = std::env::temp_dir().join(format!("mist-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("mist.yaml");
+    std::fs::write(&config, "shards: 65\n").unwrap();
+    let output = support::mist()
+        .args(["--server", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("shards must be between 1 and 64, not 65"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 on_every_runtime!(
     a_publish_reaches_subscribers_on_every_shard_once_and_in_order,
     admin_changes_reach_connections_on_every_shard,

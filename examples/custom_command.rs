@@ -23,7 +23,7 @@ fn main() {
             .unwrap_or_default();
         ctx.publish(&tags, &data.to_uppercase())
     };
-    hub.register_command("shout", Box::new(shout))
+    hub.register_command("shout", shout)
         .expect("not a built-in name");
 
     async_std::task::block_on(async {

@@ -26,9 +26,9 @@ use crate::Error;
 use bytes::Bytes;
 use mist_proto::Request;
 
-/// A custom command's handler. It runs inside the engine, under the server's
-/// engine lock: it must be quick and do no IO. Its error is answered to the
-/// client like any other.
+/// A custom command's handler. It runs inside the engine, under its shard's
+/// lock: it must be quick and do no IO. Its error is answered to the client
+/// like any other.
 pub type CommandHandler =
     Box<dyn FnMut(&mut CommandContext<'_>, &Request) -> Result<(), Error> + Send>;
 
@@ -71,7 +71,8 @@ impl CommandContext<'_> {
         Ok(())
     }
 
-    /// The engine's counters.
+    /// The counters of the shard running the command (a lone engine's are
+    /// the server's).
     pub fn stats(&self) -> Stats {
         self.engine.stats()
     }

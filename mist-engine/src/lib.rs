@@ -22,6 +22,9 @@
 //!   [`Engine::handle_message`] for one.
 //! - [`Engine::handle_resume`] to give a connection another turn for the
 //!   input the engine holds for it (see below).
+//! - [`Engine::handle_command`] for a request whose failure the caller
+//!   reports itself (an HTTP status); [`Engine::check_admin_token`] for a
+//!   request only the admin may make outside the protocol (`/stats`).
 //! - [`Engine::handle_input_closed`] when the client will send nothing more.
 //!   Its subscriptions end; replies already queued are still handed out.
 //! - [`Engine::handle_disconnect`] when the connection is gone.
@@ -37,6 +40,8 @@
 //!   waited its bounded time; [`Engine::handle_offered`] on the publisher's
 //!   shard once all its offers are delivered.
 //! - [`Engine::handle_sync`] on every shard after [`Output::Sync`].
+//! - [`Engine::handle_shutdown`] when the server stops: every connection is
+//!   closed once its outbox is written, and new ones are refused.
 //!
 //! Outputs are the `poll_*` methods. **Every input must be followed by
 //! draining [`Engine::poll_output`] until it returns `None`**:

@@ -4,9 +4,10 @@
 //! task per connection and supplies timers. Everything a connection does is
 //! here, over the [`futures::io`] traits:
 //!
-//! - [`Hub`] puts the [`mist_engine::Engine`] behind a lock and wakes the
-//!   writers of connections the engine has frames for. The lock is never held
-//!   across IO.
+//! - [`Hub`] puts each of the [`mist_engine::Engine`]'s shards behind a lock
+//!   of its own, hands publishes from shard to shard, and wakes the writers
+//!   of connections the engine has frames for. No lock is held across IO,
+//!   and no task holds two.
 //! - [`serve`] runs one connection: a reader that decodes every complete line
 //!   of a read and hands them to the engine under one lock acquisition, and a
 //!   writer that takes everything queued for the connection at once and writes

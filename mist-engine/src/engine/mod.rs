@@ -183,7 +183,44 @@ struct Slot {
     conn: Option<Conn>,
 }
 
-/// The broker. See the crate documentation for how to drive it.
+/// The broker, or one shard of it: a state machine that does no IO, spawns
+/// nothing and reads no clock.
+///
+/// **Inputs** (each may queue outputs):
+/// - connections: [`handle_connect_from`](Engine::handle_connect_from)
+///   (and [`handle_connect`](Engine::handle_connect),
+///   [`handle_connect_with_token`](Engine::handle_connect_with_token)), which
+///   refuse at capacity and during shutdown;
+///   [`handle_input_closed`](Engine::handle_input_closed),
+///   [`handle_disconnect`](Engine::handle_disconnect);
+/// - what clients send: [`handle_input`](Engine::handle_input) /
+///   [`handle_message`](Engine::handle_message) (decoded lines, answered in
+///   the connection's outbox), [`handle_command`](Engine::handle_command)
+///   (a request whose failure the caller reports itself, e.g. as an HTTP
+///   status), [`check_admin_token`](Engine::check_admin_token);
+/// - turns and pacing: [`handle_resume`](Engine::handle_resume),
+///   [`handle_pace_expired`](Engine::handle_pace_expired);
+/// - time: [`handle_timeout`](Engine::handle_timeout), at start and about
+///   once a second;
+/// - the authenticator's outcome: [`handle_persisted`](Engine::handle_persisted);
+/// - between shards: [`handle_offer`](Engine::handle_offer),
+///   [`handle_offer_expired`](Engine::handle_offer_expired),
+///   [`handle_offered`](Engine::handle_offered),
+///   [`handle_sync`](Engine::handle_sync);
+/// - the server stopping: [`handle_shutdown`](Engine::handle_shutdown).
+///
+/// **Outputs**: after every input, drain [`poll_output`](Engine::poll_output)
+/// until it returns `None` ([`Output::Transmit`], [`Output::Resume`],
+/// [`Output::Persist`], [`Output::Throttled`], [`Output::Offer`],
+/// [`Output::Sync`]); a connection's writer collects its frames with
+/// [`poll_transmit`](Engine::poll_transmit); its reader asks
+/// [`flow`](Engine::flow) what to do next.
+///
+/// Queries: [`stats`](Engine::stats), [`conn_stats`](Engine::conn_stats),
+/// [`is_anonymous`](Engine::is_anonymous), [`is_closing`](Engine::is_closing),
+/// [`published_by`](Engine::published_by), [`work`](Engine::work),
+/// [`config`](Engine::config). See the crate documentation for the whole
+/// contract.
 pub struct Engine {
     config: Config,
     slots: Vec<Slot>,

@@ -218,7 +218,7 @@ impl Harness {
                     }
                     Output::Resume(id) => self.resumed.push(id),
                     Output::Offer(offer) => {
-                        let mask = offer.shards().fold(0u64, |m, s| m | 1 << s);
+                        let mask = offer.shard_mask();
                         let queue = self.offers.entry(offer.publisher()).or_default();
                         queue.push_back((offer, mask));
                     }
@@ -423,7 +423,7 @@ impl Harness {
             // Offered to every shard that held a recipient when it was
             // published (and maybe more); there, recipients are those of
             // the moment it arrives.
-            let targets = offer.shards().fold(0u64, |m, s| m | 1 << s);
+            let targets = offer.shard_mask();
             assert_eq!(
                 wanted & !targets,
                 0,

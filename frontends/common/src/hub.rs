@@ -483,7 +483,7 @@ impl Hub {
             (progress, yielding)
         });
         offers.queue.extend(new.into_iter().map(|offer| {
-            let mask = offer.shards().fold(0u64, |m, s| m | 1 << s);
+            let mask = offer.shard_mask();
             (offer, mask)
         }));
         self.hand_on(offers);
@@ -558,7 +558,7 @@ impl Hub {
             queue: offers
                 .into_iter()
                 .map(|o| {
-                    let mask = o.shards().fold(0u64, |m, s| m | 1 << s);
+                    let mask = o.shard_mask();
                     (o, mask)
                 })
                 .collect(),

@@ -46,9 +46,19 @@ impl Offer {
         &self.frame
     }
 
+    /// The shards to hand it to, as a bit mask: bit `s` for shard `s`.
+    pub fn shard_mask(&self) -> u64 {
+        self.targets
+    }
+
     /// The shards to hand it to, in ascending order.
     pub fn shards(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..64).filter(|s| self.targets & (1 << s) != 0)
+        let mut left = self.targets;
+        std::iter::from_fn(move || {
+            let shard = (left != 0).then(|| left.trailing_zeros() as usize)?;
+            left &= left - 1;
+            Some(shard)
+        })
     }
 }
 

@@ -49,9 +49,10 @@ pub struct Config {
     /// The window over which failed authentications are counted.
     pub auth_failure_window: Duration,
     /// How long a publisher waits for a subscriber's full outbox to make room
-    /// before that subscriber is judged stalled: deliveries to it are then
-    /// dropped, and nobody waits for it again until its writer takes frames
-    /// (writes something). The engine reads no clock: the frontend times the
+    /// before that subscriber, if its writer is stuck writing, is judged
+    /// stalled: deliveries to it are then dropped, and nobody waits for it
+    /// again until its writer takes frames (writes something). A subscriber
+    /// whose writer has not taken anything yet is waited for until it does. The engine reads no clock: the frontend times the
     /// wait and reports its end with [`crate::Engine::handle_pace_expired`].
     pub pace_timeout: Duration,
 }

@@ -60,15 +60,12 @@ impl CommandContext<'_> {
     /// matching subscriber receives `tags` and `data`. It does not wait for
     /// subscribers: a delivery that does not fit an outbox is dropped.
     pub fn publish(&mut self, tags: &[String], data: &str) -> Result<(), Error> {
-        let request = Request::new("publish")
+        let mut request = Request::new("publish")
             .tags(tags.iter().cloned())
             .data(data);
         self.engine
-            .publish(self.conn, &request, crate::engine::Pacing::Never)?;
-        let mut request = request;
-        self.engine
-            .send_offer(|| request.tags.take().unwrap_or_default());
-        Ok(())
+            .publish(self.conn, &mut request, crate::engine::Pacing::Never)
+            .map(|_| ())
     }
 
     /// The counters of the shard running the command (a lone engine's are

@@ -29,7 +29,7 @@ impl Engine {
         message: Result<Request, ProtoError>,
     ) -> Option<Result<Request, ProtoError>> {
         let anonymous = self.is_anonymous(conn);
-        let request = match message {
+        let mut request = match message {
             Ok(request) => request,
             Err(ProtoError::LineTooLong { limit }) if anonymous => {
                 self.refuse(conn, "", Error::AuthLineTooLong { limit });
@@ -55,10 +55,9 @@ impl Engine {
         } else {
             Pacing::Wait
         };
-        let mut request = request;
-        match self.apply(conn, &request, pacing) {
+        match self.apply(conn, &mut request, pacing) {
             Ok(Published::Paced) => return Some(Ok(request)),
-            Ok(Published::Applied) => self.send_offer(|| request.tags.take().unwrap_or_default()),
+            Ok(Published::Applied) => {}
             Err(e) if anonymous => self.refuse(conn, request.command.as_str(), e),
             Err(e) => {
                 let command = request.command.as_str();
@@ -73,15 +72,17 @@ impl Engine {
     /// on success are queued as usual. A publish never waits here: a
     /// delivery that does not fit its subscriber's outbox is dropped.
     pub fn handle_command(&mut self, conn: ConnId, request: &Request) -> Result<(), Error> {
-        self.apply(conn, request, Pacing::Never)?;
-        self.send_offer(|| request.tags.clone().unwrap_or_default());
-        Ok(())
+        // A publish may move its tags into an offer to other shards.
+        let mut request = request.clone();
+        self.apply(conn, &mut request, Pacing::Never).map(|_| ())
     }
 
+    /// Applies one request. A publish that is offered to other shards
+    /// takes `request`'s tags for the offer.
     fn apply(
         &mut self,
         conn: ConnId,
-        request: &Request,
+        request: &mut Request,
         pacing: Pacing,
     ) -> Result<Published, Error> {
         if self.conn(conn).is_none() {

@@ -249,8 +249,6 @@ pub struct Engine {
     stopping: bool,
     /// This shard's number among the server's shards.
     shard: usize,
-    /// The offer of the publish being applied, until its tags are added.
-    unsent_offer: Option<offer::UnsentOffer>,
     /// What the shards share.
     shared: Arc<Shared>,
 }
@@ -306,7 +304,6 @@ impl Engine {
             access: shared.is_secured().then(Access::default),
             shard,
             shared,
-            unsent_offer: None,
             config,
             slots: Vec::new(),
             free_slots: Vec::new(),

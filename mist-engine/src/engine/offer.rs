@@ -31,11 +31,23 @@ pub struct Offer {
     wait: bool,
 }
 
-/// An offer the last publish made, waiting for its tags: the publisher,
-/// the frame, the shards, whether it waits for full recipients.
-pub(super) type UnsentOffer = (ConnId, Bytes, u64, bool);
-
 impl Offer {
+    pub(super) fn new(
+        publisher: ConnId,
+        frame: Bytes,
+        tags: Vec<String>,
+        targets: u64,
+        wait: bool,
+    ) -> Offer {
+        Offer {
+            publisher,
+            frame,
+            tags: tags.into(),
+            targets,
+            wait,
+        }
+    }
+
     /// The connection that published it.
     pub fn publisher(&self) -> ConnId {
         self.publisher
@@ -63,21 +75,6 @@ impl Offer {
 }
 
 impl Engine {
-    /// Emits the offer the publish just applied made, if it made one, with
-    /// `tags` (the request's, moved when the caller owns it).
-    pub(crate) fn send_offer(&mut self, tags: impl FnOnce() -> Vec<String>) {
-        if let Some((publisher, frame, targets, wait)) = self.unsent_offer.take() {
-            let offer = Offer {
-                publisher,
-                frame,
-                tags: tags().into(),
-                targets,
-                wait,
-            };
-            self.outputs.push_back(Output::Offer(offer));
-        }
-    }
-
     /// Input: a publish from another shard ([`Output::Offer`]). Returns
     /// whether it was delivered; if not, a recipient is full and the
     /// publisher must wait: retry after this shard sends

@@ -17,7 +17,7 @@
 //! [`Flow::Pace`]: super::Flow::Pace
 //! [`Config::pace_timeout`]: crate::Config::pace_timeout
 
-use super::{conn_in, ConnId, Engine, Output};
+use super::{conn_in, ConnId, Engine, Offer, Output};
 use crate::outbox::Queued;
 use crate::Error;
 use bytes::Bytes;
@@ -46,10 +46,12 @@ pub(crate) enum Published {
 }
 
 impl Engine {
+    /// Publishes `request` from `publisher`; if it is offered to other
+    /// shards, the offer takes the request's tags.
     pub(crate) fn publish(
         &mut self,
         publisher: ConnId,
-        request: &Request,
+        request: &mut Request,
         pacing: Pacing,
     ) -> Result<Published, Error> {
         let tags = self.required_tags("publish", request)?;
@@ -76,8 +78,9 @@ impl Engine {
             if let Some(c) = self.conn_mut(publisher) {
                 c.offering = true;
             }
-            // Sent once the caller hands over the tags (see `send_offer`).
-            self.unsent_offer = Some((publisher, frame, targets, pacing != Pacing::Never));
+            let tags = request.tags.take().unwrap_or_default();
+            let offer = Offer::new(publisher, frame, tags, targets, pacing != Pacing::Never);
+            self.outputs.push_back(Output::Offer(offer));
         }
         if let Some(c) = self.conn_mut(publisher) {
             c.published += 1;

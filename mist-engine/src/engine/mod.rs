@@ -470,11 +470,7 @@ impl Engine {
                     }
                     break;
                 }
-                self.work += 1;
-                if let Some(paced) = self.process(conn, message) {
-                    if let Some(c) = self.conn_mut(conn) {
-                        c.input.push_back(paced);
-                    }
+                if !self.apply_next(conn, message) {
                     break;
                 }
             }
@@ -500,11 +496,7 @@ impl Engine {
             let Some(message) = self.conn_mut(conn).and_then(|c| c.input.pop_front()) else {
                 return;
             };
-            self.work += 1;
-            if let Some(paced) = self.process(conn, message) {
-                if let Some(c) = self.conn_mut(conn) {
-                    c.input.push_front(paced);
-                }
+            if !self.apply_next(conn, message) {
                 return;
             }
         }
@@ -514,6 +506,20 @@ impl Engine {
                 c.input = VecDeque::new();
             }
         }
+    }
+
+    /// Applies `message`, `conn`'s next input. A publish that must wait for
+    /// its subscribers goes back to the head of the input; returns whether
+    /// the message was applied.
+    fn apply_next(&mut self, conn: ConnId, message: Result<Request, ProtoError>) -> bool {
+        self.work += 1;
+        let Some(paced) = self.process(conn, message) else {
+            return true;
+        };
+        if let Some(c) = self.conn_mut(conn) {
+            c.input.push_front(paced);
+        }
+        false
     }
 
     /// Whether `conn`'s next input can be applied now.
@@ -640,10 +646,13 @@ impl Engine {
 
     /// Input: `conn` is gone. Everything about it is forgotten.
     pub fn handle_disconnect(&mut self, conn: ConnId) {
-        self.handle_input_closed(conn);
-        if let Some(mut authority) = self.shared.authority() {
-            authority.forget(conn);
+        if self.is_admin(conn) {
+            // Only the admin queues changes with the authority.
+            if let Some(mut authority) = self.shared.authority() {
+                authority.forget(conn);
+            }
         }
+        self.handle_input_closed(conn);
         if self.conn(conn).is_some() {
             self.slots[conn.slot()].conn = None;
             self.free_slots.push(conn.slot() as u32);

@@ -114,6 +114,20 @@ mod tests {
     }
 
     proptest! {
+        /// The encoder's length without encoding is its frame's length,
+        /// whatever must be escaped.
+        #[test]
+        fn the_publish_length_is_exact(
+            tags in prop::collection::vec(".{0,12}", 0..4),
+            data in prop::option::of(".{0,40}"),
+        ) {
+            let data = data.map(|d| crate::Data::new(&d));
+            prop_assert_eq!(
+                encode::publish_len(&tags, data.as_ref()),
+                encode::publish(&tags, data.as_ref()).len()
+            );
+        }
+
         /// Whatever the tags and data, a line the fast path takes is one
         /// serde decodes to the same request, and its frame is what the
         /// encoder would write.

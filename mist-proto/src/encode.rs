@@ -58,17 +58,36 @@ impl Frame<'_> {
 /// Tags are sent as the publisher wrote them, and the data as the literal it
 /// sent (`""` when it sent none). Built in one allocation of the right size.
 pub fn publish(tags: &[String], data: Option<&Data>) -> Bytes {
-    const HEAD: &[u8] = b"{\"command\":\"publish\",\"tags\":";
-    const DATA: &[u8] = b",\"data\":";
+    let mut line = Vec::with_capacity(publish_len(tags, data));
     let data = data.map_or("\"\"", Data::json);
-    let tags_len: usize = tags.iter().map(|t| t.len() + 3).sum::<usize>() + 2;
-    let mut line = Vec::with_capacity(HEAD.len() + tags_len + DATA.len() + data.len() + 2);
-    line.extend_from_slice(HEAD);
+    line.extend_from_slice(PUBLISH_HEAD);
     serde_json::to_writer(&mut line, tags).expect("strings always serialize");
-    line.extend_from_slice(DATA);
+    line.extend_from_slice(PUBLISH_DATA);
     line.extend_from_slice(data.as_bytes());
     line.extend_from_slice(b"}\n");
     Bytes::from(line)
+}
+
+const PUBLISH_HEAD: &[u8] = b"{\"command\":\"publish\",\"tags\":";
+const PUBLISH_DATA: &[u8] = b",\"data\":";
+
+/// The exact length of [`publish`]'s frame, newline included, without
+/// building it.
+///
+/// ```
+/// use mist_proto::{encode, Data};
+///
+/// let tags = ["a\"b".to_string(), "c".to_string()];
+/// let data = Data::new("x\ny");
+/// assert_eq!(encode::publish_len(&tags, Some(&data)), encode::publish(&tags, Some(&data)).len());
+/// ```
+pub fn publish_len(tags: &[String], data: Option<&Data>) -> usize {
+    // Each tag is a quoted string, the tags are separated by commas and
+    // bracketed.
+    let tags_len =
+        tags.iter().map(|t| escaped_len(t) + 2).sum::<usize>() + tags.len().saturating_sub(1) + 2;
+    let data_len = data.map_or(2, |d| d.json().len());
+    PUBLISH_HEAD.len() + tags_len + PUBLISH_DATA.len() + data_len + 2
 }
 
 /// The reply to `ping`: `{"command":"ping","data":"pong"}`.

@@ -102,9 +102,8 @@ impl Engine {
     }
 
     fn take_offer(&mut self, offer: &Offer, pacing: Pacing) -> bool {
-        let wait =
-            (pacing != Pacing::Never).then_some((offer.frame.len(), offer.publisher, pacing));
-        if self.find_recipients(&offer.tags, None, wait) {
+        let (len, waiter) = (offer.frame.len(), offer.publisher);
+        if self.find_recipients(&offer.tags, None, waiter, len, pacing) {
             return false;
         }
         self.deliver(&offer.frame, pacing);

@@ -59,28 +59,29 @@ impl Engine {
         let targets = self
             .shared
             .targets(self.shard, tags.iter().map(String::as_str));
-        // A line in the canonical form already is the frame (see
-        // `Request::frame`); anything else is encoded once, here.
-        let frame = request
-            .frame()
-            .cloned()
-            .unwrap_or_else(|| encode::publish(tags, request.data.as_ref()));
-        let wait = (pacing != Pacing::Never).then_some((frame.len(), publisher, pacing));
-        if self.find_recipients(tags, Some(publisher), wait) {
+        let len = request.frame().map_or_else(
+            || encode::publish_len(tags, request.data.as_ref()),
+            |frame| frame.len(),
+        );
+        if self.find_recipients(tags, Some(publisher), publisher, len, pacing) {
             if let Some(c) = self.conn_mut(publisher) {
                 c.paced = true;
             }
             return Ok(Published::Paced);
         }
         self.stats.published += 1;
-        self.deliver(&frame, pacing);
-        if targets != 0 {
-            if let Some(c) = self.conn_mut(publisher) {
-                c.offering = true;
+        if !self.recipients.is_empty() || targets != 0 {
+            // A line in the canonical form already is the frame (see
+            // `Request::frame`); anything else is encoded once, here, and
+            // only when someone receives it.
+            let frame = request
+                .frame()
+                .cloned()
+                .unwrap_or_else(|| encode::publish(tags, request.data.as_ref()));
+            self.deliver(&frame, pacing);
+            if targets != 0 {
+                self.offer(publisher, request, frame, targets, pacing);
             }
-            let tags = request.tags.take().unwrap_or_default();
-            let offer = Offer::new(publisher, frame, tags, targets, pacing != Pacing::Never);
-            self.outputs.push_back(Output::Offer(offer));
         }
         if let Some(c) = self.conn_mut(publisher) {
             c.published += 1;
@@ -89,18 +90,39 @@ impl Engine {
         Ok(Published::Applied)
     }
 
+    /// Offers a publish this shard applied to the shards in `targets`,
+    /// moving `request`'s tags into the offer; the publisher's replies wait
+    /// until it is delivered everywhere.
+    fn offer(
+        &mut self,
+        publisher: ConnId,
+        request: &mut Request,
+        frame: Bytes,
+        targets: u64,
+        pacing: Pacing,
+    ) {
+        if let Some(c) = self.conn_mut(publisher) {
+            c.offering = true;
+        }
+        let tags = request.tags.take().unwrap_or_default();
+        let offer = Offer::new(publisher, frame, tags, targets, pacing != Pacing::Never);
+        self.outputs.push_back(Output::Offer(offer));
+    }
+
     /// Fills `self.recipients` with this shard's connections that a message
     /// with `tags` goes to: matched, once each, never `publisher`, only
-    /// where granted. Numbers the publish. With `wait`, a frame of that many
-    /// bytes for `waiter`: returns whether a recipient that is not stalled
-    /// has no room for it (after an expired wait, only one whose writer has
-    /// not taken what is queued), and tells every such recipient that
-    /// `waiter` waits for it.
+    /// where granted. Numbers the publish. Unless `pacing` is
+    /// [`Pacing::Never`], returns whether a recipient that is not stalled
+    /// has no room for a frame of `len` bytes (after an expired wait, only
+    /// one whose writer has not taken what is queued), and tells every such
+    /// recipient that `waiter` waits for it.
     pub(super) fn find_recipients(
         &mut self,
         tags: &[String],
         publisher: Option<ConnId>,
-        wait: Option<(usize, ConnId, Pacing)>,
+        waiter: ConnId,
+        len: usize,
+        pacing: Pacing,
     ) -> bool {
         // Tags no subscription uses cannot narrow a match, so they are skipped.
         let mut ids = std::mem::take(&mut self.scratch);
@@ -133,19 +155,18 @@ impl Engine {
             let granted = access
                 .as_mut()
                 .is_none_or(|access| access.receives(conn.role, tags, seq));
-            if let (true, Some((len, waiter, pacing))) = (granted, wait) {
-                // After the wait, only a writer that has not had its turn is
-                // waited for; one that is writing, or held back by offers of
-                // its own, is not.
-                let waits = match pacing {
-                    Pacing::Wait => true,
-                    _ => !conn.outbox.writing() && !conn.offering,
-                };
-                if waits && !conn.stalled && !conn.outbox.fits(len, config) {
-                    must_wait = true;
-                    if !conn.waiters.contains(&waiter) {
-                        conn.waiters.push(waiter);
-                    }
+            // After the wait, only a writer that has not had its turn is
+            // waited for; one that is writing, or held back by offers of its
+            // own, is not.
+            let waits = match pacing {
+                Pacing::Wait => true,
+                Pacing::Expired => !conn.outbox.writing() && !conn.offering,
+                Pacing::Never => false,
+            };
+            if granted && waits && !conn.stalled && !conn.outbox.fits(len, config) {
+                must_wait = true;
+                if !conn.waiters.contains(&waiter) {
+                    conn.waiters.push(waiter);
                 }
             }
             granted

@@ -482,10 +482,7 @@ impl Hub {
             let yielding = progress.flow == Flow::Yield;
             (progress, yielding)
         });
-        offers.queue.extend(new.into_iter().map(|offer| {
-            let mask = offer.shard_mask();
-            (offer, mask)
-        }));
+        offers.add(new);
         self.hand_on(offers);
         progress
     }
@@ -549,34 +546,18 @@ impl Hub {
     /// The one way into a shard: takes its lock, gives the engine its
     /// input, drains every output, releases the lock and only then acts on
     /// the outputs (wakes writers and readers, stores admin changes, syncs
-    /// the shards). Offers a publish made there are returned, for the
-    /// caller to hand on.
+    /// the shards, hands on offers).
     fn drive<R>(self: &Arc<Self>, shard: usize, input: impl FnOnce(&mut State) -> R) -> R {
-        let (outcome, offers) = self.drive_handing_over(shard, |state| (input(state), false));
-        // Only publishes make offers; a caller that publishes never waits.
-        let mut offers = Offers {
-            queue: offers
-                .into_iter()
-                .map(|o| {
-                    let mask = o.shard_mask();
-                    (o, mask)
-                })
-                .collect(),
-            delivered: 0,
-        };
-        self.hand_on_without_waiting(&mut offers);
-        outcome
-    }
-
-    /// Hands on offers that must not wait (from a request answered at once,
-    /// such as `POST /publish`): they are delivered or dropped.
-    fn hand_on_without_waiting(self: &Arc<Self>, offers: &mut Offers) {
-        while !offers.queue.is_empty() {
-            self.hand_on(offers);
-            if !offers.queue.is_empty() {
-                self.retry_offers(offers, true);
-            }
+        let (outcome, new) = self.drive_handing_over(shard, |state| (input(state), false));
+        if !new.is_empty() {
+            // Only a request answered at once (`POST /publish`) publishes
+            // here, and its offers never wait: they are delivered or dropped.
+            let mut offers = Offers::default();
+            offers.add(new);
+            self.hand_on(&mut offers);
+            debug_assert!(!offers.waiting(), "an offer that waits has no reader");
         }
+        outcome
     }
 
     /// [`Hub::drive`], handing the lock fairly to a waiting task when
@@ -734,6 +715,15 @@ pub(crate) struct Offers {
 }
 
 impl Offers {
+    /// Queues offers a shard just made, each with every shard it goes to.
+    fn add(&mut self, new: Vec<Offer>) {
+        let with_masks = new.into_iter().map(|offer| {
+            let mask = offer.shard_mask();
+            (offer, mask)
+        });
+        self.queue.extend(with_masks);
+    }
+
     /// Whether some wait for a full subscriber.
     pub(crate) fn waiting(&self) -> bool {
         !self.queue.is_empty()

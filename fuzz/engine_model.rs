@@ -24,7 +24,7 @@
 
 use bytes::Bytes;
 use mist_engine::auth::Grants;
-use mist_engine::{Config, ConnId, Engine, Offer, Output};
+use mist_engine::{Batch, Config, ConnId, Engine, Offer, Output};
 use mist_proto::{encode, Data, ProtoError, Request};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -288,7 +288,7 @@ impl Harness {
                 if self.offering(i) {
                     // Its replies wait until its publishes are everywhere.
                     let id = self.conns[i].0;
-                    let mut batch = VecDeque::new();
+                    let mut batch = Batch::new();
                     assert!(
                         !self.engine(id).poll_transmit(id, &mut batch),
                         "{id} is offering"
@@ -296,11 +296,20 @@ impl Harness {
                     return self.after();
                 }
                 let id = self.conns[i].0;
-                let mut batch = VecDeque::new();
+                let mut batch = Batch::new();
                 let got = self.engine(id).poll_transmit(id, &mut batch);
                 let model = &mut self.conns[i].1;
                 assert_eq!(got, !model.queue.is_empty());
-                assert_eq!(batch, model.queue, "frames handed to {id}");
+                assert_eq!(batch.frames(), model.queue.len(), "frames handed to {id}");
+                assert_eq!(
+                    batch.as_bytes(),
+                    model
+                        .queue
+                        .iter()
+                        .flat_map(|f| f.iter().copied())
+                        .collect::<Vec<u8>>(),
+                    "frames handed to {id}"
+                );
                 model.in_flight = model.queue.len();
                 model.queue.clear();
                 model.stalled = false;

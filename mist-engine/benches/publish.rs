@@ -1,10 +1,9 @@
 //! Microbenchmarks of the engine's publish path: matching through the index and
-//! queueing one shared frame per recipient, with the writer's drain included.
+//! copying the frame into every recipient's outbox, with the writer's drain included.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mist_engine::{Config, ConnId, Engine};
+use mist_engine::{Batch, Config, ConnId, Engine};
 use mist_proto::Request;
-use std::collections::VecDeque;
 
 /// An engine with `subscribers` connections on tag "hot" and `bystanders`
 /// connections each on a tag of its own, plus one publisher.
@@ -31,7 +30,7 @@ fn publish(c: &mut Criterion) {
         let request = Request::new("publish")
             .tags(["hot", "extra"])
             .data("x".repeat(128));
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::new();
         group.throughput(Throughput::Elements(subscribers as u64));
         let name = format!("{subscribers} subscribers, {bystanders} others");
         group.bench_function(BenchmarkId::new("deliveries", name), |b| {
@@ -60,7 +59,7 @@ fn read_of_publishes(c: &mut Criterion) {
     let chunk = line.repeat(400);
     let mut decoder = mist_proto::LineDecoder::new(mist_proto::DEFAULT_MAX_LINE);
     let mut decoded = Vec::with_capacity(400);
-    let mut batch = VecDeque::new();
+    let mut batch = Batch::new();
     group.throughput(Throughput::Elements(400));
     group.bench_function("decode and publish 400 lines of 128 B", |b| {
         b.iter(|| {

@@ -1,9 +1,8 @@
 //! Custom commands: an embedder's own protocol commands, handled in the engine.
 //!
 //! ```
-//! use mist_engine::{CommandContext, Config, Engine, Error};
+//! use mist_engine::{Batch, CommandContext, Config, Engine, Error};
 //! use mist_proto::{encode, Request};
-//! use std::collections::VecDeque;
 //!
 //! let mut engine = Engine::new(Config::default());
 //! engine
@@ -15,9 +14,9 @@
 //!     .unwrap();
 //! let client = engine.handle_connect().unwrap();
 //! engine.handle_message(client, Ok(Request::new("echo").data("hi")));
-//! let mut frames = VecDeque::new();
-//! assert!(engine.poll_transmit(client, &mut frames));
-//! assert_eq!(&frames[0][..], b"{\"command\":\"echo\",\"data\":\"hi\"}\n");
+//! let mut batch = Batch::new();
+//! assert!(engine.poll_transmit(client, &mut batch));
+//! assert_eq!(batch.as_bytes(), b"{\"command\":\"echo\",\"data\":\"hi\"}\n");
 //! ```
 
 use crate::engine::{Engine, Stats};
@@ -51,9 +50,22 @@ impl CommandContext<'_> {
     }
 
     /// Queues a frame for the sender, in order with its other replies.
-    /// Build it with [`mist_proto::encode`].
+    /// Build it with [`mist_proto::encode`]: a frame is one line of JSON
+    /// ending in `\n`. Any other line breaks in it are turned into spaces
+    /// (JSON allows a space wherever it allows a line break) and a missing
+    /// final one is added, so a frame always stays one message.
     pub fn reply(&mut self, frame: Bytes) {
-        self.engine.reply(self.conn, frame);
+        let body = frame.strip_suffix(b"\n").unwrap_or(&frame);
+        if memchr::memchr(b'\n', body).is_none() && body.len() < frame.len() {
+            self.engine.reply(self.conn, frame);
+        } else {
+            let mut line: Vec<u8> = body
+                .iter()
+                .map(|&b| if b == b'\n' { b' ' } else { b })
+                .collect();
+            line.push(b'\n');
+            self.engine.reply(self.conn, Bytes::from(line));
+        }
     }
 
     /// Publishes as the sender would, with its permissions: every other
@@ -72,5 +84,35 @@ impl CommandContext<'_> {
     /// the server's).
     pub fn stats(&self) -> Stats {
         self.engine.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Batch, CommandContext, Config, Engine};
+    use bytes::Bytes;
+    use mist_proto::Request;
+
+    /// However a handler builds its reply, it reaches the client as one
+    /// line: a frame is one message on every transport.
+    #[test]
+    fn a_reply_is_always_one_line() {
+        let mut engine = Engine::new(Config::default());
+        engine
+            .register_command(
+                "lines",
+                Box::new(|ctx: &mut CommandContext<'_>, _: &Request| {
+                    ctx.reply(Bytes::from_static(b"{\"a\":\n1}"));
+                    ctx.reply(Bytes::from_static(b"{\"b\":2}\n"));
+                    Ok(())
+                }),
+            )
+            .unwrap();
+        let client = engine.handle_connect().unwrap();
+        engine.handle_message(client, Ok(Request::new("lines")));
+        let mut batch = Batch::new();
+        assert!(engine.poll_transmit(client, &mut batch));
+        assert_eq!(batch.as_bytes(), b"{\"a\": 1}\n{\"b\":2}\n");
+        assert_eq!(batch.frames(), 2);
     }
 }

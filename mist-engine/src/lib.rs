@@ -109,9 +109,8 @@
 //! Replies to a client's own commands are never dropped.
 //!
 //! ```
-//! use mist_engine::{Config, Engine, Output};
+//! use mist_engine::{Batch, Config, Engine, Output};
 //! use mist_proto::Request;
-//! use std::collections::VecDeque;
 //!
 //! let mut engine = Engine::new(Config::default());
 //! let subscriber = engine.handle_connect().unwrap();
@@ -121,10 +120,10 @@
 //!
 //! assert_eq!(engine.poll_output(), Some(Output::Transmit(subscriber)));
 //! assert_eq!(engine.poll_output(), None);
-//! let mut frames = VecDeque::new();
-//! assert!(engine.poll_transmit(subscriber, &mut frames));
+//! let mut batch = Batch::new();
+//! assert!(engine.poll_transmit(subscriber, &mut batch));
 //! assert_eq!(
-//!     &frames[0][..],
+//!     batch.as_bytes(),
 //!     b"{\"command\":\"publish\",\"tags\":[\"onefish\",\"twofish\"],\"data\":\"hi\"}\n"
 //! );
 //! ```
@@ -149,3 +148,4 @@ pub use config::Config;
 pub use engine::{ConnId, ConnStats, Credentials, Engine, Flow, Offer, Output, Stats, MAX_SHARDS};
 pub use error::Error;
 pub use extension::{CommandContext, CommandHandler};
+pub use outbox::Batch;

@@ -3,9 +3,9 @@
 //! wait for the authenticator, and revocation of what open connections hold.
 
 use mist_engine::auth::{AuthError, Change, Grants};
-use mist_engine::{Config, ConnId, Engine, Flow, Output};
+use mist_engine::{Batch, Config, ConnId, Engine, Flow, Output};
 use mist_proto::{Message, Request};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 const ADMIN: &str = "admin-secret";
 
@@ -23,10 +23,10 @@ fn engine() -> Engine {
 }
 
 fn received(engine: &mut Engine, conn: ConnId) -> Vec<Message> {
-    let mut batch = VecDeque::new();
+    let mut batch = Batch::new();
     engine.poll_transmit(conn, &mut batch);
     batch
-        .iter()
+        .lines()
         .map(|f| serde_json::from_slice(f).unwrap())
         .collect()
 }

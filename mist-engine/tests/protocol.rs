@@ -1,8 +1,7 @@
 //! The protocol's rules, stated as tests driven through the engine step by step.
 
-use mist_engine::{Config, ConnId, Engine, Flow, Output};
+use mist_engine::{Batch, Config, ConnId, Engine, Flow, Output};
 use mist_proto::{Message, ProtoError, Request};
-use std::collections::VecDeque;
 
 struct Broker {
     engine: Engine,
@@ -34,10 +33,10 @@ impl Broker {
 
     /// Every frame queued for `conn`, decoded.
     fn received(&mut self, conn: ConnId) -> Vec<Message> {
-        let mut batch = VecDeque::new();
+        let mut batch = Batch::new();
         self.engine.poll_transmit(conn, &mut batch);
         batch
-            .iter()
+            .lines()
             .map(|frame| serde_json::from_slice(frame).expect("frames are JSON"))
             .collect()
     }
@@ -205,7 +204,7 @@ fn a_publisher_waits_for_a_subscriber_that_is_full_instead_of_dropping() {
     assert_eq!(broker.engine.stats().published, 3);
     // The subscriber's writer takes what is queued: the publisher is told
     // to go on, and its next turn fills the room that was made.
-    let mut batch = VecDeque::new();
+    let mut batch = Batch::new();
     assert!(broker.engine.poll_transmit(subscriber, &mut batch));
     assert_eq!(broker.engine.poll_output(), Some(Output::Resume(publisher)));
     broker.engine.handle_resume(publisher);
@@ -228,7 +227,7 @@ fn a_subscriber_still_full_after_the_wait_is_stalled_and_nobody_waits_for_it_aga
     broker.send(slow, subscribe(&["t"]));
     broker.send(fast, subscribe(&["t"]));
     let mut fast_got = Vec::new();
-    let mut slow_batch = VecDeque::new();
+    let mut slow_batch = Batch::new();
     for i in 0..10 {
         broker.send(publisher, publish(&["t"], &i.to_string()));
         if i == 2 {
@@ -247,7 +246,7 @@ fn a_subscriber_still_full_after_the_wait_is_stalled_and_nobody_waits_for_it_aga
     }
     assert_eq!(fast_got.len(), 10, "the fast subscriber gets everything");
     let kept: Vec<String> = slow_batch
-        .iter()
+        .lines()
         .map(|f| serde_json::from_slice::<Message>(f).unwrap().data.unwrap())
         .collect();
     assert_eq!(kept, ["0", "1", "2"], "oldest kept");
@@ -317,7 +316,7 @@ fn a_client_that_does_not_read_its_replies_gets_no_more_than_its_outbox_holds() 
         Flow::Wait,
         "the batch taken is still being written"
     );
-    let mut written = VecDeque::new();
+    let mut written = Batch::new();
     broker.engine.poll_transmit(c, &mut written);
     broker.engine.handle_resume(c);
     assert_eq!(

@@ -31,15 +31,16 @@ fn plain(text: &[u8]) -> bool {
 /// publish.
 pub(crate) fn publish(line: &[u8]) -> Option<Request> {
     let mut rest = line.strip_prefix(HEAD)?;
-    let mut spans = Vec::new();
+    // Everything around the tags and the data is ASCII, so checking those
+    // pieces as UTF-8 checks the whole line.
+    let mut tags = Vec::new();
     loop {
         rest = rest.strip_prefix(b"\"")?;
         let end = memchr::memchr2(b'"', b'\\', rest)?;
         if rest[end] != b'"' || !plain(&rest[..end]) {
             return None;
         }
-        let start = line.len() - rest.len();
-        spans.push(start..start + end);
+        tags.push(std::str::from_utf8(&rest[..end]).ok()?.to_owned());
         rest = &rest[end + 1..];
         match rest.first() {
             Some(b',') => rest = &rest[1..],
@@ -47,14 +48,9 @@ pub(crate) fn publish(line: &[u8]) -> Option<Request> {
         }
     }
     let body = rest.strip_prefix(DATA)?.strip_suffix(TAIL)?;
-    if !plain(body) {
+    if !plain(body) || std::str::from_utf8(body).is_err() {
         return None;
     }
-    let text = std::str::from_utf8(line).ok()?;
-    let tags = spans
-        .into_iter()
-        .map(|span| text[span].to_owned())
-        .collect();
     let mut frame = Vec::with_capacity(line.len() + 1);
     frame.extend_from_slice(line);
     frame.push(b'\n');
@@ -65,8 +61,8 @@ pub(crate) fn publish(line: &[u8]) -> Option<Request> {
     Some(Request {
         command: Command::Publish,
         tags: Some(tags),
-        data: Some(Data::in_frame(frame.clone(), literal)),
-        frame: Some(frame),
+        data: Some(Data::in_frame(frame, literal)),
+        canonical: true,
     })
 }
 

@@ -28,10 +28,10 @@ pub struct Request {
     /// The payload of a publish, or the token of `auth` and admin commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Data>,
-    /// A publish line that was already the frame subscribers get (see
-    /// [`Request::frame`]).
+    /// Whether this is a publish line that was already the frame
+    /// subscribers get, held by its data (see [`Request::frame`]).
     #[serde(skip)]
-    pub(crate) frame: Option<Bytes>,
+    pub(crate) canonical: bool,
 }
 
 /// Equal when command, tags and data are; how the line was decoded does not
@@ -51,7 +51,7 @@ impl Request {
             command: command.into(),
             tags: None,
             data: None,
-            frame: None,
+            canonical: false,
         }
     }
 
@@ -61,7 +61,21 @@ impl Request {
     /// and every subscriber is sent this copy. `None` for anything else; the
     /// frame is then built with [`crate::encode::publish`].
     pub fn frame(&self) -> Option<&Bytes> {
-        self.frame.as_ref()
+        match &self.data {
+            Some(Data(Literal::InFrame(frame, ..))) if self.canonical => Some(frame),
+            _ => None,
+        }
+    }
+
+    /// Takes the frame [`Request::frame`] returns, leaving the request
+    /// without data; `None` (and the request untouched) if there is none.
+    pub fn take_frame(&mut self) -> Option<Bytes> {
+        self.frame()?;
+        self.canonical = false;
+        match self.data.take() {
+            Some(Data(Literal::InFrame(frame, ..))) => Some(frame),
+            _ => None,
+        }
     }
 
     /// Sets the tags.
@@ -106,7 +120,7 @@ impl Publication {
             command: Command::Publish,
             tags: self.tags,
             data: self.data,
-            frame: None,
+            canonical: false,
         }
     }
 }

@@ -7,13 +7,11 @@
 //! (decoding, ordering, backpressure, flushing on close) is written once here.
 
 use crate::hub::{Hub, Link, Offers, Progress, Via};
-use bytes::Bytes;
 use futures::future::{poll_fn, select, Either};
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use mist_engine::{ConnId, Credentials, Flow};
+use mist_engine::{Batch, ConnId, Credentials, Flow};
 use mist_proto::{LineDecoder, ProtoError, Request};
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
@@ -29,8 +27,6 @@ const READ_SIZE: usize = 64 * 1024;
 const FALLBACK_READ: usize = 4 * 1024;
 /// A read that brought fewer lines than this keeps no room for them after.
 const SMALL_READ_LINES: usize = 128;
-/// The write buffer is given back when a burst left it larger than this.
-const RETAINED_WRITE_BUFFER: usize = 64 * 1024;
 /// The longest line a client may send before it has authenticated: room
 /// for an `auth` line with a long token, and no more.
 pub const PRE_AUTH_LINE: usize = 8 * 1024;
@@ -48,10 +44,11 @@ pub trait Inbound: Send {
 
 /// The sending half of a transport.
 pub trait Outbound: Send {
-    /// Sends a batch of frames, each one complete line ending in `\n`.
+    /// Sends a batch of frames, each one complete line ending in `\n`; it
+    /// may take the frames out of `batch`.
     fn send<'a>(
         &'a mut self,
-        frames: &'a VecDeque<Bytes>,
+        batch: &'a mut Batch,
     ) -> impl Future<Output = io::Result<()>> + Send + 'a;
 
     /// Resolves when the transport wants to send something of its own while
@@ -320,13 +317,13 @@ async fn pace_wait(hub: &Hub, link: &Link, pace: &mut Option<(u64, Pacing)>, cur
 
 async fn write_loop(session: &Session, mut outbound: impl Outbound) -> io::Result<()> {
     let (hub, conn, link) = (&session.hub, session.conn, &session.link);
-    let mut batch = VecDeque::new();
+    let mut batch = Batch::new();
     loop {
         // Taking a batch also acknowledges the previous one as written.
         let (got, closing) = hub.transmit(conn, &mut batch);
         link.room.notify();
         if got {
-            outbound.send(&batch).await?;
+            outbound.send(&mut batch).await?;
             batch.clear();
         } else if closing || link.input_done.load(Ordering::Acquire) {
             return outbound.finish().await;
@@ -402,38 +399,20 @@ impl<R: AsyncRead + Unpin + Send> Inbound for ByteInbound<R> {
     }
 }
 
-/// Frames coalesced into as few writes as possible (TCP).
+/// A batch as one write (TCP): its frames are already back to back.
 struct ByteOutbound<W> {
     writer: W,
-    coalesced: Vec<u8>,
 }
 
 impl<W> ByteOutbound<W> {
     fn new(writer: W) -> Self {
-        ByteOutbound {
-            writer,
-            coalesced: Vec::new(),
-        }
+        ByteOutbound { writer }
     }
 }
 
 impl<W: AsyncWrite + Unpin + Send> Outbound for ByteOutbound<W> {
-    async fn send(&mut self, frames: &VecDeque<Bytes>) -> io::Result<()> {
-        if let [frame] = frames.as_slices().0 {
-            self.writer.write_all(frame).await?;
-        } else {
-            self.coalesced.clear();
-            for frame in frames {
-                self.coalesced.extend_from_slice(frame);
-            }
-            self.writer.write_all(&self.coalesced).await?;
-            if self.coalesced.capacity() > RETAINED_WRITE_BUFFER
-                && self.coalesced.len() < RETAINED_WRITE_BUFFER
-            {
-                // A burst is over: give its buffer back.
-                self.coalesced = Vec::new();
-            }
-        }
+    async fn send(&mut self, batch: &mut Batch) -> io::Result<()> {
+        self.writer.write_all(batch.as_bytes()).await?;
         self.writer.flush().await
     }
 }

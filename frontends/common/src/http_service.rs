@@ -26,9 +26,8 @@ use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncBufRead, AsyncRead, AsyncReadExt};
 use futures::{SinkExt, StreamExt};
 use http_types::{Body, Method, Mime, Request as HttpRequest, Response, StatusCode};
-use mist_engine::Credentials;
+use mist_engine::{Batch, Credentials};
 use mist_proto::{decode_document, encode, LineDecoder, ProtoError, Publication, Request};
-use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -518,13 +517,13 @@ struct EventSink {
 }
 
 impl Outbound for EventSink {
-    async fn send(&mut self, frames: &VecDeque<Bytes>) -> io::Result<()> {
-        let mut events = Vec::new();
-        for frame in frames {
+    async fn send(&mut self, batch: &mut Batch) -> io::Result<()> {
+        let mut events = Vec::with_capacity(batch.as_bytes().len() + 8 * batch.frames());
+        for line in batch.lines() {
             // A frame is one line of JSON: it needs a single `data:` field.
             events.extend_from_slice(b"data: ");
-            events.extend_from_slice(frame);
-            events.push(b'\n');
+            events.extend_from_slice(line);
+            events.extend_from_slice(b"\n\n");
         }
         hand_over(&mut self.events, Bytes::from(events)).await
     }

@@ -4,9 +4,8 @@
 use crate::shutdown::Shutdown;
 use crate::signal::Signal;
 use crate::Runtime;
-use bytes::Bytes;
 use mist_engine::auth::{Authenticator, Change, Grants};
-use mist_engine::{Config, ConnId, Credentials, Engine, Flow, Offer, Output, Stats};
+use mist_engine::{Batch, Config, ConnId, Credentials, Engine, Flow, Offer, Output, Stats};
 use mist_proto::{ProtoError, Request};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
@@ -634,11 +633,7 @@ impl Hub {
 
     /// Hands every frame queued for `conn` to its writer (see
     /// [`Engine::poll_transmit`]); also says whether `conn` is to be closed.
-    pub(crate) fn transmit(
-        self: &Arc<Self>,
-        conn: ConnId,
-        batch: &mut VecDeque<Bytes>,
-    ) -> (bool, bool) {
+    pub(crate) fn transmit(self: &Arc<Self>, conn: ConnId, batch: &mut Batch) -> (bool, bool) {
         self.drive(conn.shard(), |state| {
             let got = state.engine.poll_transmit(conn, batch);
             (got, state.engine.is_closing(conn))

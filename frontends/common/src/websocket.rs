@@ -20,9 +20,8 @@ use bytes::Bytes;
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
-use mist_engine::Credentials;
+use mist_engine::{Batch, Credentials};
 use mist_proto::{LineDecoder, ProtoError, Request};
-use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
 use std::pin::pin;
@@ -320,9 +319,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Outbound for WsOutbou
         self.sink.flush().await.or_else(disconnected)
     }
 
-    async fn send(&mut self, frames: &VecDeque<Bytes>) -> io::Result<()> {
-        for frame in frames {
-            let line = frame.slice(..frame.len().saturating_sub(1));
+    async fn send(&mut self, batch: &mut Batch) -> io::Result<()> {
+        for line in batch.take_lines() {
             let text = Utf8Bytes::try_from(line).map_err(io::Error::other)?;
             self.sink
                 .feed(Message::Text(text))

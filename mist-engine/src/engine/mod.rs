@@ -18,7 +18,7 @@ use crate::authority::Authority;
 use crate::extension::CommandHandler;
 pub use crate::id::{ConnId, MAX_SHARDS};
 use crate::index::{Index, Subscriptions, TagId};
-use crate::outbox::{Outbox, Queued};
+use crate::outbox::{Batch, Outbox, Queued};
 use crate::shared::Shared;
 use crate::{Config, Error};
 use bytes::Bytes;
@@ -673,7 +673,7 @@ impl Engine {
     /// A writer that calls it has made progress: publishers paced by this
     /// connection get [`Output::Resume`], and a stalled connection is
     /// waited for again.
-    pub fn poll_transmit(&mut self, conn: ConnId, batch: &mut VecDeque<Bytes>) -> bool {
+    pub fn poll_transmit(&mut self, conn: ConnId, batch: &mut Batch) -> bool {
         if conn.shard() != self.shard {
             return false;
         }
@@ -764,7 +764,7 @@ impl Engine {
 
     pub(crate) fn reply(&mut self, conn: ConnId, frame: Bytes) {
         let Some(c) = self.conn_mut(conn) else { return };
-        if c.outbox.push_reply(frame) == (Queued::Yes { first: true }) {
+        if c.outbox.push_reply(&frame) == (Queued::Yes { first: true }) {
             self.outputs.push_back(Output::Transmit(conn));
         }
     }

@@ -15,7 +15,6 @@
 use super::publish::Pacing;
 use super::{ConnId, Engine, Output};
 use bytes::Bytes;
-use std::sync::Arc;
 
 /// A publish on its way to other shards; see [`Output::Offer`].
 ///
@@ -24,7 +23,7 @@ use std::sync::Arc;
 pub struct Offer {
     publisher: ConnId,
     frame: Bytes,
-    tags: Arc<[String]>,
+    tags: Vec<String>,
     /// The shards it goes to, as a bit mask.
     targets: u64,
     /// Whether its publisher waits for full recipients.
@@ -42,7 +41,7 @@ impl Offer {
         Offer {
             publisher,
             frame,
-            tags: tags.into(),
+            tags,
             targets,
             wait,
         }

@@ -74,12 +74,14 @@ impl Engine {
             // A line in the canonical form already is the frame (see
             // `Request::frame`); anything else is encoded once, here, and
             // only when someone receives it.
-            let frame = request
-                .frame()
-                .cloned()
-                .unwrap_or_else(|| encode::publish(tags, request.data.as_ref()));
-            self.deliver(&frame, pacing);
+            let encoded = match request.frame() {
+                Some(_) => Bytes::new(),
+                None => encode::publish(tags, request.data.as_ref()),
+            };
+            self.deliver(request.frame().unwrap_or(&encoded), pacing);
             if targets != 0 {
+                // The offer takes the frame: the request is done with it.
+                let frame = request.take_frame().unwrap_or(encoded);
                 self.offer(publisher, request, frame, targets, pacing);
             }
         }
@@ -177,7 +179,7 @@ impl Engine {
 
     /// Queues `frame` for every one of `self.recipients` it fits; drops it
     /// for the others, judging them stalled after a publisher's wait.
-    pub(super) fn deliver(&mut self, frame: &Bytes, pacing: Pacing) {
+    pub(super) fn deliver(&mut self, frame: &[u8], pacing: Pacing) {
         let Engine {
             slots,
             config,
@@ -192,7 +194,7 @@ impl Engine {
                 continue;
             };
             *work += 2;
-            match conn.outbox.push_delivery(frame.clone(), config) {
+            match conn.outbox.push_delivery(frame, config) {
                 Queued::Yes { first } => {
                     stats.delivered += 1;
                     if first {

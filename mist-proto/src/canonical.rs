@@ -11,28 +11,35 @@
 //! check and error message; this path only ever accepts lines serde would
 //! decode to the same request.
 
+use crate::decoder::Frames;
 use crate::message::Data;
 use crate::{Command, Request};
-use bytes::Bytes;
 
 const HEAD: &[u8] = b"{\"command\":\"publish\",\"tags\":[";
 const DATA: &[u8] = b"],\"data\":\"";
 const TAIL: &[u8] = b"\"}";
 
-/// Whether `text` may appear inside a JSON string literal as it is: no
-/// quote, backslash or control character.
+/// Whether `text` is valid UTF-8 that may appear inside a JSON string
+/// literal as it is: no quote, backslash or control character.
 fn plain(text: &[u8]) -> bool {
-    // Without an early exit the compiler checks many bytes at a time.
-    let control = text.iter().fold(0u8, |seen, &b| seen | u8::from(b < 0x20));
-    control == 0 && memchr::memchr2(b'"', b'\\', text).is_none()
+    // Printable ASCII, the common case, in one pass: without an early exit
+    // the compiler checks many bytes at a time.
+    let odd = text.iter().fold(false, |seen, &b| {
+        seen | !(0x20..0x80).contains(&b) | (b == b'"') | (b == b'\\')
+    });
+    if !odd {
+        return true;
+    }
+    let control = text.iter().any(|&b| b < 0x20);
+    !control && memchr::memchr2(b'"', b'\\', text).is_none() && std::str::from_utf8(text).is_ok()
 }
 
 /// `line` (without its line ending) as a request, if it is a canonical
 /// publish.
-pub(crate) fn publish(line: &[u8]) -> Option<Request> {
+pub(crate) fn publish(line: &[u8], frames: &mut Frames) -> Option<Request> {
     let mut rest = line.strip_prefix(HEAD)?;
     // Everything around the tags and the data is ASCII, so checking those
-    // pieces as UTF-8 checks the whole line.
+    // pieces as UTF-8 (in `plain`) checks the whole line.
     let mut tags = Vec::new();
     loop {
         rest = rest.strip_prefix(b"\"")?;
@@ -48,13 +55,10 @@ pub(crate) fn publish(line: &[u8]) -> Option<Request> {
         }
     }
     let body = rest.strip_prefix(DATA)?.strip_suffix(TAIL)?;
-    if !plain(body) || std::str::from_utf8(body).is_err() {
+    if !plain(body) {
         return None;
     }
-    let mut frame = Vec::with_capacity(line.len() + 1);
-    frame.extend_from_slice(line);
-    frame.push(b'\n');
-    let frame = Bytes::from(frame);
+    let frame = frames.frame(line);
     // The literal, quotes included: just before `body` to just after it.
     let literal_end = line.len() - TAIL.len() + 1;
     let literal = literal_end - body.len() - 2..literal_end;
@@ -79,7 +83,7 @@ mod tests {
     #[test]
     fn a_canonical_publish_is_its_own_frame() {
         let line = br#"{"command":"publish","tags":["a","b c"],"data":"hello"}"#;
-        let request = publish(line).expect("canonical");
+        let request = publish(line, &mut Frames::default()).expect("canonical");
         assert_eq!(Some(request.clone()), serde(line));
         assert_eq!(request.data.as_ref().unwrap().json(), "\"hello\"");
         let frame = request.frame().unwrap();
@@ -105,7 +109,11 @@ mod tests {
             b"{\"command\":\"publish\",\"tags\":[\"a\"],\"data\":\"\xff\"}",
             b"{\"command\":\"publish\",\"tags\":[\"a\x01\"],\"data\":\"x\"}",
         ] {
-            assert!(publish(line).is_none(), "{}", String::from_utf8_lossy(line));
+            assert!(
+                publish(line, &mut Frames::default()).is_none(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -134,7 +142,7 @@ mod tests {
         ) {
             let line = Request::new("publish").tags(tags).data(data).to_line();
             let line = &line[..line.len() - 1];
-            if let Some(fast) = publish(line) {
+            if let Some(fast) = publish(line, &mut Frames::default()) {
                 let slow = serde(line).expect("serde takes it too");
                 prop_assert_eq!(&fast, &slow);
                 prop_assert_eq!(

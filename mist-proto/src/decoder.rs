@@ -6,6 +6,7 @@
 //! it, so a client cannot make the server buffer an unbounded line.
 
 use crate::ProtoError;
+use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memchr;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::error::Category;
@@ -127,7 +128,10 @@ impl LineDecoder {
         mut chunk: &[u8],
         out: &mut Vec<Result<T, ProtoError>>,
     ) {
+        let mut frames = Frames::default();
         while !chunk.is_empty() {
+            // The frames of this read share one allocation.
+            frames.room_for = chunk.len();
             let Some(newline) = memchr(b'\n', chunk) else {
                 self.hold(chunk, out);
                 return;
@@ -141,10 +145,10 @@ impl LineDecoder {
                 out.push(Err(self.too_long()));
             } else if self.partial.is_empty() {
                 // The common case: the whole line is in this chunk, decode it in place.
-                push_line(line, out);
+                push_line(line, &mut frames, out);
             } else {
                 self.partial.extend_from_slice(line);
-                push_line(&self.partial, out);
+                push_line(&self.partial, &mut frames, out);
                 self.partial.clear();
                 if self.partial.capacity() > RETAINED_CAPACITY {
                     self.partial = Vec::new();
@@ -205,15 +209,43 @@ impl LineDecoder {
 pub trait FromLine: DeserializeOwned {
     /// Decodes `line` (no line ending, not yet checked for UTF-8) without
     /// serde, if it has a form the type recognises; `None` sends it through
-    /// serde. Must never accept a line serde would decode differently.
-    fn from_canonical(_line: &[u8]) -> Option<Self> {
+    /// serde. Must never accept a line serde would decode differently. A
+    /// value that keeps the line keeps it as a [`Frames::frame`].
+    fn from_canonical(_line: &[u8], _frames: &mut Frames) -> Option<Self> {
         None
     }
 }
 
 impl FromLine for crate::Request {
-    fn from_canonical(line: &[u8]) -> Option<Self> {
-        crate::canonical::publish(line)
+    fn from_canonical(line: &[u8], frames: &mut Frames) -> Option<Self> {
+        crate::canonical::publish(line, frames)
+    }
+}
+
+/// Copies of the lines decoded from one read, kept as frames: every copy
+/// made while decoding one read shares one allocation (freed when the last
+/// of them is dropped) instead of taking one each. A frame kept alive keeps
+/// that allocation, at most the size of the read, so a server copies what
+/// it queues for long (a recipient's outbox) rather than keeping frames.
+#[derive(Debug, Default)]
+pub struct Frames {
+    /// Room still free for copies.
+    buffer: BytesMut,
+    /// The bytes of the read still to be decoded: the room to take when
+    /// the current room runs out.
+    room_for: usize,
+}
+
+impl Frames {
+    /// `line` with a `\n` after it, as a frame of its own.
+    pub fn frame(&mut self, line: &[u8]) -> Bytes {
+        let needed = line.len() + 1;
+        if self.buffer.capacity() - self.buffer.len() < needed {
+            self.buffer = BytesMut::with_capacity(needed.max(self.room_for));
+        }
+        self.buffer.extend_from_slice(line);
+        self.buffer.put_u8(b'\n');
+        self.buffer.split().freeze()
     }
 }
 
@@ -221,9 +253,9 @@ impl FromLine for crate::Message {}
 
 impl FromLine for crate::Publication {}
 
-fn push_line<T: FromLine>(line: &[u8], out: &mut Vec<Result<T, ProtoError>>) {
+fn push_line<T: FromLine>(line: &[u8], frames: &mut Frames, out: &mut Vec<Result<T, ProtoError>>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if let Some(fast) = T::from_canonical(line) {
+    if let Some(fast) = T::from_canonical(line, frames) {
         out.push(Ok(fast));
         return;
     }

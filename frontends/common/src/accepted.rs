@@ -3,10 +3,11 @@
 //! bound what it may send and how long it may take before it is in, serve
 //! it, and log its life without letting a hostile client flood the log.
 
+use crate::connection::serve_stream;
 use crate::guard::{watch, Guarded};
 use crate::listener::ListenerSpec;
 use crate::log_limit::LogLimit;
-use crate::{log_limited, serve_from, websocket_handshake, Hub, ListenerOptions, Pinger, Runtime};
+use crate::{log_limited, websocket_handshake, Hub, ListenerOptions, Pinger, Runtime};
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http_types::{Request as HttpRequest, Response};
@@ -71,9 +72,7 @@ impl<R: Runtime> Listening<R> {
         };
         log::debug!("{peer} connected ({transport:?})");
         let outcome = match transport {
-            Transport::Lines => {
-                serve_from(&self.hub, Some(peer.ip()), stream.clone(), stream).await
-            }
+            Transport::Lines => serve_stream(&self.hub, Some(peer.ip()), stream).await,
             Transport::WebSocket => Box::pin(self.handshake(stream, peer)).await,
         };
         report(peer, outcome);

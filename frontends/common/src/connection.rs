@@ -6,6 +6,7 @@
 //! events. [`Inbound`] and [`Outbound`] are those two halves; everything else
 //! (decoding, ordering, backpressure, flushing on close) is written once here.
 
+use crate::direct::Shared;
 use crate::hub::{Hub, Link, Offers, Progress, Via};
 use futures::future::{poll_fn, select, Either};
 use futures::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -100,16 +101,42 @@ where
 {
     let session = match Session::open(hub, Via::Tcp, peer, Credentials::InBand) {
         Ok(session) => session,
-        Err(refused) => {
-            // Full, or shutting down: say so, then close.
-            let mut writer = writer;
-            let frame = mist_proto::encode::error("", None, &refused.to_string());
-            return writer.write_all(&frame).await;
-        }
+        Err(refused) => return refuse(writer, &refused).await,
     };
     session
         .run(ByteInbound::new(reader), ByteOutbound::new(writer))
         .await
+}
+
+/// [`serve_from`] for a socket whose handle can be cloned and outlives the
+/// call: its writing half is shared, so that a task that queues frames for
+/// it while it is idle writes them itself (see [`crate::direct`]).
+pub(crate) async fn serve_stream<S>(
+    hub: &Arc<Hub>,
+    peer: Option<IpAddr>,
+    stream: S,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
+{
+    let session = match Session::open(hub, Via::Tcp, peer, Credentials::InBand) {
+        Ok(session) => session,
+        Err(refused) => return refuse(stream, &refused).await,
+    };
+    let shared = Arc::new(Shared::new(stream.clone()));
+    // Set once, on a link no one else has yet.
+    let _ = session.link.direct.set(shared.clone());
+    let write = shared.write_loop(&session.hub, session.conn, &session.link);
+    session.run_with(ByteInbound::new(stream), write).await
+}
+
+/// Full, or shutting down: says so, then closes.
+async fn refuse<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    refused: &mist_engine::Error,
+) -> io::Result<()> {
+    let frame = mist_proto::encode::error("", None, &refused.to_string());
+    writer.write_all(&frame).await
 }
 
 /// A client's connection to the engine. Dropping it disconnects the client,
@@ -164,8 +191,18 @@ impl Session {
     /// still sent, and then `run` returns. Errors are the transport's;
     /// protocol errors are answered to the client instead.
     pub async fn run(self, inbound: impl Inbound, outbound: impl Outbound) -> io::Result<()> {
-        let read = pin!(read_loop(&self, inbound));
-        let write = pin!(write_loop(&self, outbound));
+        let write = write_loop(&self, outbound);
+        self.run_with(inbound, write).await
+    }
+
+    /// [`Session::run`] with the writing done by `write`.
+    async fn run_with(
+        &self,
+        inbound: impl Inbound,
+        write: impl Future<Output = io::Result<()>>,
+    ) -> io::Result<()> {
+        let read = pin!(read_loop(self, inbound));
+        let write = pin!(write);
         match select(read, write).await {
             Either::Left((read_result, write)) => {
                 self.hub.input_closed(self.conn);

@@ -1,6 +1,7 @@
 //! The engine shared by every connection task, and the wiring that wakes them
 //! and stores admin changes.
 
+use crate::direct::Flush;
 use crate::shutdown::Shutdown;
 use crate::signal::Signal;
 use crate::Runtime;
@@ -30,6 +31,8 @@ pub(crate) struct Link {
     pub(crate) room: Signal,
     /// The reader has finished; the writer stops once the outbox is empty.
     pub(crate) input_done: AtomicBool,
+    /// A writer other tasks may write with while it is idle (TCP).
+    pub(crate) direct: OnceLock<Arc<dyn Flush>>,
 }
 
 struct State {
@@ -97,7 +100,7 @@ struct Lent {
 /// changes, report throttled addresses.
 #[derive(Default)]
 struct Effects {
-    woken: Vec<Arc<Link>>,
+    woken: Vec<(ConnId, Arc<Link>)>,
     resumed: Vec<Arc<Link>>,
     /// Publishers on other shards whose offer may go on.
     resumed_elsewhere: Vec<ConnId>,
@@ -658,8 +661,16 @@ impl Hub {
                 }
             }
         }
-        for link in effects.woken {
-            link.outbox_ready.notify();
+        for (conn, link) in effects.woken {
+            // Written here if its writer is idle and the batch small, else
+            // its writer task is woken (see `crate::direct`).
+            if link
+                .direct
+                .get()
+                .is_none_or(|direct| direct.flush(self, conn, &link))
+            {
+                link.outbox_ready.notify();
+            }
         }
         for link in effects.resumed {
             link.room.notify();
@@ -742,7 +753,7 @@ fn drain_outputs(state: &mut State) -> Effects {
         match output {
             Output::Transmit(conn) => {
                 if let Some(link) = state.links.get(&conn) {
-                    effects.woken.push(link.clone());
+                    effects.woken.push((conn, link.clone()));
                 }
             }
             Output::Resume(conn) if conn.shard() != shard => {

@@ -11,7 +11,9 @@
 //! - [`serve`] runs one connection: a reader that decodes every complete line
 //!   of a read and hands them to the engine under one lock acquisition, and a
 //!   writer that takes everything queued for the connection at once and writes
-//!   it with as few writes as possible.
+//!   it with as few writes as possible. A TCP connection's small batches are
+//!   written by the task that queued them while its writer is idle, without
+//!   waking the writer task.
 //! - [`accept_websocket`] and [`serve_websocket`] carry the same protocol over
 //!   WebSocket, one message per text frame.
 //! - [`HttpService`] answers the HTTP endpoints (ping, publish, SSE, the
@@ -22,6 +24,7 @@
 
 mod accepted;
 mod connection;
+mod direct;
 mod error;
 pub mod guard;
 mod http_service;

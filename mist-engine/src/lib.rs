@@ -40,6 +40,8 @@
 //!   waited its bounded time; [`Engine::handle_offered`] on the publisher's
 //!   shard once all its offers are delivered.
 //! - [`Engine::handle_sync`] on every shard after [`Output::Sync`].
+//! - [`Engine::handle_remote_publish`] with a publish another node of the
+//!   broker replicated, on every shard [`Engine::shards_wanting`] names.
 //! - [`Engine::handle_shutdown`] when the server stops: every connection is
 //!   closed once its outbox is written, and new ones are refused.
 //!
@@ -61,6 +63,8 @@
 //! - [`Output::Throttled`]: an address used up its failed authentications;
 //!   worth one line in the log.
 //! - [`Output::Offer`] and [`Output::Sync`] come only from shards (below).
+//! - [`Output::Replicate`] carries a publish of this node's clients to the
+//!   other nodes, once [`Engine::set_replicating`] is on.
 //!
 //! After each input, [`Engine::flow`] tells a connection's reader what to do:
 //! [`Flow::Read`] when all its input is applied; [`Flow::Yield`] when its

@@ -104,22 +104,31 @@ impl Shared {
         (self.hasher.hash_one(tag) >> (64 - BUCKET_BITS)) as usize
     }
 
-    /// The shards other than `from` that may hold a subscription matching a
-    /// message with `tags`, as a bit mask.
-    pub(crate) fn targets<'t>(&self, from: usize, tags: impl Iterator<Item = &'t str>) -> u64 {
+    /// Every shard that may hold a subscription matching a message with
+    /// `tags`, as a bit mask.
+    pub(crate) fn wanting<'t>(&self, tags: impl Iterator<Item = &'t str>) -> u64 {
         if self.shards == 1 {
-            return 0;
+            return 1;
         }
         let mut mask = 0u64;
         for tag in tags {
             let bucket = self.bucket(tag);
-            for shard in (0..self.shards).filter(|&s| s != from) {
+            for shard in 0..self.shards {
                 if self.interest[shard * BUCKETS + bucket].load(Ordering::Acquire) > 0 {
                     mask |= 1 << shard;
                 }
             }
         }
         mask
+    }
+
+    /// The shards other than `from` that may hold a subscription matching a
+    /// message with `tags`, as a bit mask.
+    pub(crate) fn targets<'t>(&self, from: usize, tags: impl Iterator<Item = &'t str>) -> u64 {
+        if self.shards == 1 {
+            return 0;
+        }
+        self.wanting(tags) & !(1 << from)
     }
 
     /// Records that `shard` gained (`added`) or lost its last holder of the

@@ -5,6 +5,7 @@ use crate::direct::Flush;
 use crate::shutdown::Shutdown;
 use crate::signal::Signal;
 use crate::Runtime;
+use bytes::Bytes;
 use mist_engine::auth::{Authenticator, Change, Grants};
 use mist_engine::{Batch, Config, ConnId, Credentials, Engine, Flow, Offer, Output, Stats};
 use mist_proto::{ProtoError, Request};
@@ -90,6 +91,10 @@ pub struct Snapshot {
 /// A task handed to the runtime.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// Takes each frame a client of this node published, for the other nodes
+/// of the broker; it must not block (see [`Hub::replicate_to`]).
+pub type Outlet = Box<dyn Fn(Bytes) + Send + Sync>;
+
 /// The runtime's spawning and timers, with its type erased.
 struct Lent {
     spawn: Box<dyn Fn(Task) + Send + Sync>,
@@ -105,6 +110,8 @@ struct Effects {
     /// Publishers on other shards whose offer may go on.
     resumed_elsewhere: Vec<ConnId>,
     offers: Vec<Offer>,
+    /// Publishes for the other nodes.
+    replicate: Vec<Bytes>,
     /// An admin change settled: every shard must sync.
     sync: bool,
     persist: Vec<(u64, Change)>,
@@ -166,6 +173,10 @@ pub struct Hub {
     sockets: AtomicUsize,
     authenticator: Option<Arc<dyn Authenticator>>,
     runtime: OnceLock<Lent>,
+    /// Where publishes of this node's clients go for the other nodes.
+    outlet: OnceLock<Outlet>,
+    /// Publishes from other nodes delivered here.
+    remote: AtomicU64,
     pace_timeout: Duration,
     transports: TransportCounts,
     shutdown: Shutdown,
@@ -222,6 +233,8 @@ impl Hub {
             max_line,
             authenticator,
             runtime: OnceLock::new(),
+            outlet: OnceLock::new(),
+            remote: AtomicU64::new(0),
             transports: TransportCounts::default(),
             shutdown: Shutdown::default(),
         }
@@ -230,6 +243,45 @@ impl Hub {
     /// How many shards the engine runs in.
     pub fn shards(&self) -> usize {
         self.shards.len()
+    }
+
+    /// Makes this node one of several: every publish of its clients, on
+    /// any transport, is handed to `outlet` as the frame its subscribers
+    /// get, in each publisher's order, after it was delivered here. Set
+    /// once, before clients connect; `false` if it was set already.
+    pub fn replicate_to(&self, outlet: Outlet) -> bool {
+        if self.outlet.set(outlet).is_err() {
+            return false;
+        }
+        for shard in self.shards.iter() {
+            shard.lock().engine.set_replicating(true);
+        }
+        true
+    }
+
+    /// A publish from another node, as the frame it published (one line):
+    /// delivered to this node's matching subscribers that were granted all
+    /// of its tags, never waiting for a full one, and not replicated again.
+    /// A frame that is not a valid publish is refused with the reason.
+    pub fn handle_remote(self: &Arc<Self>, frame: &[u8]) -> Result<(), String> {
+        let mut decoder = mist_proto::LineDecoder::new(self.max_line);
+        let mut decoded: Vec<Result<Request, ProtoError>> = Vec::new();
+        decoder.decode(frame, &mut decoded);
+        let request = match (decoded.pop(), decoded.is_empty(), decoder.buffered()) {
+            (Some(Ok(request)), true, 0) if request.command == mist_proto::Command::Publish => {
+                request
+            }
+            (Some(Err(e)), ..) => return Err(e.to_string()),
+            _ => return Err("not one publish line".into()),
+        };
+        let tags = request.tags.as_deref().unwrap_or_default();
+        let wanting = self.lock(0).engine.shards_wanting(tags);
+        for shard in (0..self.shards.len()).filter(|s| wanting & (1 << s) != 0) {
+            self.drive(shard, |state| state.engine.handle_remote_publish(&request))
+                .map_err(|e| e.to_string())?;
+        }
+        self.remote.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Lends the hub the runtime: its spawner, for storing admin changes in
@@ -310,6 +362,9 @@ impl Hub {
             total.delivered += stats.delivered;
             total.dropped += stats.dropped;
         }
+        // Each shard counts the remote publishes it took; the node counts
+        // each once.
+        total.remote = self.remote.load(Ordering::Relaxed);
         total
     }
 
@@ -681,6 +736,11 @@ impl Hub {
                 link.room.notify();
             }
         }
+        if let Some(outlet) = self.outlet.get() {
+            for frame in effects.replicate {
+                outlet(frame);
+            }
+        }
         for (id, change) in effects.persist {
             self.store(id, change);
         }
@@ -766,10 +826,76 @@ fn drain_outputs(state: &mut State) -> Effects {
             }
             Output::Offer(offer) => effects.offers.push(offer),
             Output::Sync => effects.sync = true,
+            Output::Replicate(frame) => effects.replicate.push(frame),
             Output::Persist { id, change } => effects.persist.push((id, change)),
             Output::Throttled { peer, retry_after } => effects.throttled.push((peer, retry_after)),
             other => log::error!("unhandled engine output {other:?}"),
         }
     }
     effects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(hub: &Arc<Hub>, conn: ConnId, request: Request) {
+        let mut offers = Offers::default();
+        hub.handle_messages(conn, &mut vec![Ok(request)], &mut offers);
+    }
+
+    fn received(hub: &Arc<Hub>, conn: ConnId) -> Vec<String> {
+        let mut batch = Batch::new();
+        hub.transmit(conn, &mut batch);
+        batch
+            .lines()
+            .map(|line| String::from_utf8(line.to_vec()).unwrap())
+            .collect()
+    }
+
+    /// Two nodes of two shards each, the first replicating to the second
+    /// by hand: what a client of the first publishes reaches the second's
+    /// subscribers on every shard, once, and is not handed on again.
+    #[test]
+    fn a_publish_replicated_to_another_node_reaches_its_subscribers_once() {
+        let first = Arc::new(Hub::with_shards(Config::default(), 1 << 20, 2));
+        let second = Arc::new(Hub::with_shards(Config::default(), 1 << 20, 2));
+        let carried: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+        let sink = carried.clone();
+        assert!(first.replicate_to(Box::new(move |frame| sink.lock().push(frame))));
+        assert!(!first.replicate_to(Box::new(|_| ())), "set once");
+        let echoed: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+        let sink = echoed.clone();
+        assert!(second.replicate_to(Box::new(move |frame| sink.lock().push(frame))));
+
+        let subscribers: Vec<ConnId> = (0..2)
+            .map(|_| second.connect(None, Credentials::InBand).unwrap().0)
+            .collect();
+        assert_ne!(subscribers[0].shard(), subscribers[1].shard());
+        for &s in &subscribers {
+            send(&second, s, Request::new("subscribe").tags(["t"]));
+        }
+        let (publisher, _) = first.connect(None, Credentials::InBand).unwrap();
+        send(
+            &first,
+            publisher,
+            Request::new("publish").tags(["t"]).data("hi"),
+        );
+        let frames = std::mem::take(&mut *carried.lock());
+        assert_eq!(frames.len(), 1);
+        second.handle_remote(&frames[0]).unwrap();
+        for &s in &subscribers {
+            let got = received(&second, s);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert!(got[0].contains("\"data\":\"hi\""));
+        }
+        assert!(echoed.lock().is_empty(), "not replicated again");
+        assert_eq!(second.stats().remote, 1);
+        assert_eq!(second.stats().published, 0);
+        assert!(second.handle_remote(b"{\"command\":\"ping\"}\n").is_err());
+        assert!(second.handle_remote(b"not json\n").is_err());
+        assert!(second
+            .handle_remote(&[&frames[0][..], &frames[0][..]].concat())
+            .is_err());
+    }
 }

@@ -8,6 +8,7 @@ mod dispatch;
 mod lists;
 mod offer;
 mod publish;
+mod remote;
 pub use offer::Offer;
 pub(crate) use publish::Pacing;
 mod subscribe;
@@ -75,6 +76,11 @@ pub enum Output {
     /// change everywhere, the second answers its admin). Never emitted by
     /// a lone engine.
     Sync,
+    /// A publish this shard applied for one of its clients, as the frame
+    /// its subscribers get: carry it to the other nodes of the broker,
+    /// which give it to [`Engine::handle_remote_publish`]. Only while
+    /// [`Engine::set_replicating`] is on.
+    Replicate(Bytes),
 }
 
 /// What a connection's reader should do next, after any input it gave
@@ -129,6 +135,9 @@ pub struct Stats {
     pub delivered: u64,
     /// Deliveries dropped because the subscriber's outbox was full.
     pub dropped: u64,
+    /// Publishes from other nodes applied here
+    /// ([`Engine::handle_remote_publish`]).
+    pub remote: u64,
 }
 
 /// One connection's outbox as seen from outside.
@@ -251,6 +260,8 @@ pub struct Engine {
     shard: usize,
     /// What the shards share.
     shared: Arc<Shared>,
+    /// Publishes come out as [`Output::Replicate`] for other nodes.
+    replicating: bool,
 }
 
 /// The open connection `id` among `slots`.
@@ -318,6 +329,7 @@ impl Engine {
             now: None,
             auth_deadlines: VecDeque::new(),
             stopping: false,
+            replicating: false,
         }
     }
 

@@ -102,7 +102,7 @@ impl Engine {
 
     fn take_offer(&mut self, offer: &Offer, pacing: Pacing) -> bool {
         let (len, waiter) = (offer.frame.len(), offer.publisher);
-        if self.find_recipients(&offer.tags, None, waiter, len, pacing) {
+        if self.find_recipients(&offer.tags, None, Some(waiter), len, pacing) {
             return false;
         }
         self.deliver(&offer.frame, pacing);

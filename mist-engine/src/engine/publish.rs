@@ -63,14 +63,14 @@ impl Engine {
             || encode::publish_len(tags, request.data.as_ref()),
             |frame| frame.len(),
         );
-        if self.find_recipients(tags, Some(publisher), publisher, len, pacing) {
+        if self.find_recipients(tags, Some(publisher), Some(publisher), len, pacing) {
             if let Some(c) = self.conn_mut(publisher) {
                 c.paced = true;
             }
             return Ok(Published::Paced);
         }
         self.stats.published += 1;
-        if !self.recipients.is_empty() || targets != 0 {
+        if !self.recipients.is_empty() || targets != 0 || self.replicating {
             // A line in the canonical form already is the frame (see
             // `Request::frame`); anything else is encoded once, here, and
             // only when someone receives it.
@@ -78,7 +78,11 @@ impl Engine {
                 Some(_) => Bytes::new(),
                 None => encode::publish(tags, request.data.as_ref()),
             };
-            self.deliver(request.frame().unwrap_or(&encoded), pacing);
+            let frame = request.frame().unwrap_or(&encoded);
+            self.deliver(frame, pacing);
+            if self.replicating {
+                self.outputs.push_back(Output::Replicate(frame.clone()));
+            }
             if targets != 0 {
                 // The offer takes the frame: the request is done with it.
                 let frame = request.take_frame().unwrap_or(encoded);
@@ -122,7 +126,7 @@ impl Engine {
         &mut self,
         tags: &[String],
         publisher: Option<ConnId>,
-        waiter: ConnId,
+        waiter: Option<ConnId>,
         len: usize,
         pacing: Pacing,
     ) -> bool {
@@ -167,7 +171,7 @@ impl Engine {
             };
             if granted && waits && !conn.stalled && !conn.outbox.fits(len, config) {
                 must_wait = true;
-                if !conn.waiters.contains(&waiter) {
+                if let Some(waiter) = waiter.filter(|w| !conn.waiters.contains(w)) {
                     conn.waiters.push(waiter);
                 }
             }

@@ -1,0 +1,53 @@
+//! Other nodes of one broker: a node that replicates hands every publish
+//! its clients make to the caller ([`Output::Replicate`]), who carries it
+//! to the other nodes; a publish that comes back from another node goes in
+//! with [`Engine::handle_remote_publish`] and reaches this node's matching
+//! subscribers as a local one would, granted tags and all, but it never
+//! waits: a subscriber that is full loses it, and it is not replicated
+//! again.
+//!
+//! [`Output::Replicate`]: super::Output::Replicate
+
+use super::publish::Pacing;
+use super::Engine;
+use crate::Error;
+use bytes::Bytes;
+use mist_proto::{encode, Request};
+
+impl Engine {
+    /// Makes every publish applied on this shard from now on also come out
+    /// as [`Output::Replicate`](super::Output::Replicate). Call it on every
+    /// shard of a node that has other nodes.
+    pub fn set_replicating(&mut self, replicating: bool) {
+        self.replicating = replicating;
+    }
+
+    /// Whether publishes come out as [`Output::Replicate`](super::Output::Replicate).
+    pub fn is_replicating(&self) -> bool {
+        self.replicating
+    }
+
+    /// The shards that may hold a subscription `tags` match, as a bit mask
+    /// (bit `s` for shard `s`): the shards to give a remote publish to.
+    pub fn shards_wanting(&self, tags: &[String]) -> u64 {
+        self.shared.wanting(tags.iter().map(String::as_str))
+    }
+
+    /// Input: a publish from another node (`request`, decoded from the frame
+    /// it published). It goes to this shard's connections that match it and
+    /// were granted all of its tags; one without room loses it. Tags beyond
+    /// the limits are refused as they would be from a client. Give it to
+    /// every shard [`Engine::shards_wanting`] names.
+    pub fn handle_remote_publish(&mut self, request: &Request) -> Result<(), Error> {
+        let tags = self.required_tags("publish", request)?;
+        let encoded = match request.frame() {
+            Some(_) => Bytes::new(),
+            None => encode::publish(tags, request.data.as_ref()),
+        };
+        let frame = request.frame().unwrap_or(&encoded);
+        self.find_recipients(tags, None, None, frame.len(), Pacing::Never);
+        self.stats.remote += 1;
+        self.deliver(frame, Pacing::Never);
+        Ok(())
+    }
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: formatting, lints, every unit,
 # property, fuzz-regression and end-to-end test, and a build of the fuzz target.
-# It starts what the tests need: Chromium for the browser test and a
-# throwaway PostgreSQL cluster for the PostgreSQL authenticator.
+# It starts what the tests need: Chromium for the browser test, a
+# throwaway PostgreSQL cluster for the PostgreSQL authenticator, and
+# redis-server (each replication test starts its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,11 @@ install_for_tests() {
     return 1
   fi
 }
+
+# The replication tests start their own redis-server; CI must run them.
+if ! command -v redis-server >/dev/null 2>&1; then
+  install_for_tests redis-server "the replication tests" || true
+fi
 
 # The browser test needs Chromium; CI must run it.
 if ! command -v chromium >/dev/null 2>&1; then

@@ -237,7 +237,7 @@ fn bad_flag_values_are_usage_errors() {
         (&[][..], "nothing to do"),
         (
             &["--server", "--replicator", "tcp://127.0.0.1:1446"][..],
-            "replication is not available",
+            "replicator scheme \"tcp\"",
         ),
         (
             &["bench", "--mode", "sideways"][..],

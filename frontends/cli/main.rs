@@ -84,8 +84,10 @@ struct Cli {
     #[argh(option)]
     ws_keepalive: Option<u64>,
 
-    /// replication to other mist servers: accepted for compatibility with
-    /// the original's flags, but not available yet (setting it is an error)
+    /// run as one node of a broker of several, over Redis pub/sub:
+    /// redis://[:PASSWORD@]HOST[:PORT][/DB], or redis+unix:///PATH; add
+    /// ?prefix=NAME to keep brokers on one Redis apart (default: none, a
+    /// single node)
     #[argh(option)]
     replicator: Option<String>,
 

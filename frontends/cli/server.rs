@@ -7,6 +7,7 @@ use mist_auth::Registry;
 use mist_engine::Config;
 use mist_frontend::listener::{split_uris, DEFAULT_LISTENERS};
 use mist_frontend::{Hub, ListenerOptions};
+use mist_replicator::{Replicator, Target};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -27,11 +28,10 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         Some(listeners) => split_uris(listeners),
         None => DEFAULT_LISTENERS.iter().map(|s| s.to_string()).collect(),
     };
-    if let Some(replicator) = &settings.replicator {
-        return Err(Failure::Usage(format!(
-            "replicator {replicator:?}: replication is not available in this version of mist"
-        )));
-    }
+    let replicator = match &settings.replicator {
+        Some(url) => Some(Target::parse(url).map_err(|e| Failure::Usage(e.to_string()))?),
+        None => None,
+    };
     let defaults = ListenerOptions::default();
     let seconds_or_off = |value: Option<u64>, default: Option<Duration>| match value {
         Some(0) => None,
@@ -82,6 +82,9 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         None => cores.min(mist_engine::MAX_SHARDS),
     };
     let hub = Arc::new(hub(&settings, config, max_line, shards)?);
+    if let Some(target) = replicator {
+        Replicator::start(hub.clone(), target).map_err(|e| Failure::Usage(e.to_string()))?;
+    }
     if runtime == "smol" {
         let server = mist_smol::Server::bind(hub.clone(), &uris, listener_options)?;
         stop_on_signals(hub)?;

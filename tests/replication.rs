@@ -81,6 +81,24 @@ fn a_publish_on_one_node_reaches_every_node_once_and_never_its_publisher() {
     for client in [&mut ws, &mut tcp_elsewhere, &mut publisher, &mut other_tag] {
         nothing_more(client);
     }
+    // Each node counts what it sent and what it received from the other.
+    let stats = support::http(second.http(), "GET", "/stats", &[], b"").json();
+    let link = &stats["replicator"];
+    assert_eq!(link["connected"], true, "{stats}");
+    assert_eq!(link["sent"], 1, "{stats}");
+    assert_eq!(link["received"], 1, "{stats}");
+    assert_eq!(stats["remote"], 1, "{stats}");
+    let metrics = support::http(first.http(), "GET", "/metrics", &[], b"").body;
+    assert!(metrics.contains("mist_replicator_connected 1"), "{metrics}");
+    assert!(
+        metrics.contains("mist_replicator_sent_total 1"),
+        "{metrics}"
+    );
+    // `who` counts this node's connections only, and says so.
+    let mut asker = first.connect();
+    asker.send(mist_proto::Request::new("who"));
+    let who = asker.recv();
+    assert!(who.data.unwrap().ends_with("on this node"));
 }
 
 #[test]
@@ -145,6 +163,19 @@ fn redis_going_away_stops_only_cross_node_delivery_until_it_is_back() {
         ["while down"],
         "local delivery goes on"
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = support::http(second.http(), "GET", "/stats", &[], b"").json();
+        if stats["replicator"]["connected"] == false {
+            assert!(stats["replicator"]["last_error"].is_string(), "{stats}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the link still looks up: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let _redis = Redis::start_on(port).expect("redis-server again");
     // Back within a few seconds: publish until the other node hears one.
@@ -165,8 +196,11 @@ fn redis_going_away_stops_only_cross_node_delivery_until_it_is_back() {
             second.log()
         );
     }
-    let stats = support::http(first.http(), "GET", "/stats", &[], b"").json();
-    assert!(stats["published"].as_u64().unwrap() >= 3, "{stats}");
+    let stats = support::http(second.http(), "GET", "/stats", &[], b"").json();
+    assert!(
+        stats["replicator"]["reconnects"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
 }
 
 #[test]

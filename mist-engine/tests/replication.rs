@@ -186,3 +186,32 @@ fn a_remote_publish_goes_to_the_shards_that_may_want_it() {
         "a lone engine always wants it"
     );
 }
+
+#[test]
+fn who_and_listall_say_when_they_cover_this_node_only() {
+    let mut engine = Engine::new(Config::default());
+    let client = engine.handle_connect().unwrap();
+    send(&mut engine, client, subscribe(&["a"]));
+    for (replicating, scope) in [(false, None), (true, Some("node"))] {
+        engine.set_replicating(replicating);
+        send(&mut engine, client, Request::new("who"));
+        send(&mut engine, client, Request::new("listall"));
+        let mut batch = Batch::new();
+        engine.poll_transmit(client, &mut batch);
+        let replies: Vec<serde_json::Value> = batch
+            .lines()
+            .map(|line| serde_json::from_slice(line).unwrap())
+            .collect();
+        assert_eq!(replies.len(), 2);
+        for reply in &replies {
+            assert_eq!(reply["scope"].as_str(), scope, "{reply}");
+        }
+        assert_eq!(
+            replies[0]["data"]
+                .as_str()
+                .unwrap()
+                .ends_with("on this node"),
+            replicating
+        );
+    }
+}

@@ -23,6 +23,29 @@ struct Frame<'a> {
     subscribers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// `"node"` when what a reply counts or lists is this node's alone, on
+    /// a broker of several nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+}
+
+/// What a `who` or `listall` reply covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole broker (a single node).
+    Broker,
+    /// This node only, on a broker of several: the reply says
+    /// `"scope":"node"`.
+    Node,
+}
+
+impl Scope {
+    fn field(self) -> Option<&'static str> {
+        match self {
+            Scope::Broker => None,
+            Scope::Node => Some("node"),
+        }
+    }
 }
 
 impl Frame<'_> {
@@ -35,6 +58,7 @@ impl Frame<'_> {
             connections: None,
             subscribers: None,
             error: None,
+            scope: None,
         }
     }
 
@@ -100,15 +124,15 @@ pub fn pong() -> Bytes {
 /// `subscriptions` must already be in the order the client should see; `data`
 /// joins each subscription's tags with `,` and the subscriptions with ` `.
 pub fn list(subscriptions: &[Vec<String>]) -> Bytes {
-    subscription_list("list", subscriptions)
+    subscription_list("list", subscriptions, Scope::Broker)
 }
 
 /// The reply to `listall`: every subscribed tag set, in the shape of `list`.
-pub fn listall(subscriptions: &[Vec<String>]) -> Bytes {
-    subscription_list("listall", subscriptions)
+pub fn listall(subscriptions: &[Vec<String>], scope: Scope) -> Bytes {
+    subscription_list("listall", subscriptions, scope)
 }
 
-fn subscription_list(command: &str, subscriptions: &[Vec<String>]) -> Bytes {
+fn subscription_list(command: &str, subscriptions: &[Vec<String>], scope: Scope) -> Bytes {
     let data = subscriptions
         .iter()
         .map(|tags| tags.join(","))
@@ -117,18 +141,24 @@ fn subscription_list(command: &str, subscriptions: &[Vec<String>]) -> Bytes {
     Frame {
         data: Some(&data),
         subscriptions: Some(subscriptions),
+        scope: scope.field(),
         ..Frame::new(command)
     }
     .to_bytes()
 }
 
-/// The reply to `who`: `{"command":"who","data":"3 connections, 2 subscribers","connections":3,"subscribers":2}`.
-pub fn who(connections: usize, subscribers: usize) -> Bytes {
-    let data = format!("{connections} connections, {subscribers} subscribers");
+/// The reply to `who`: `{"command":"who","data":"3 connections, 2 subscribers","connections":3,"subscribers":2}`,
+/// with `"scope":"node"` and "on this node" when it counts one node of several.
+pub fn who(connections: usize, subscribers: usize, scope: Scope) -> Bytes {
+    let mut data = format!("{connections} connections, {subscribers} subscribers");
+    if scope == Scope::Node {
+        data.push_str(" on this node");
+    }
     Frame {
         data: Some(&data),
         connections: Some(connections),
         subscribers: Some(subscribers),
+        scope: scope.field(),
         ..Frame::new("who")
     }
     .to_bytes()

@@ -30,7 +30,7 @@ use async_io::Timer;
 use bytes::Bytes;
 use futures::future::{select, Either};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
-use mist_frontend::Hub;
+use mist_frontend::{Hub, ReplicationStats};
 use resp::{Decoder, Value};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -53,24 +53,6 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 const PIPELINE: usize = 256;
 /// Bytes of frames waiting for Redis at most; more are dropped.
 const MAX_QUEUED: usize = 16 * 1024 * 1024;
-
-/// The replicator's counters, for `/stats` and `/metrics`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Both connections to Redis are up and subscribed.
-    pub connected: bool,
-    /// Publishes of this node's clients sent to Redis.
-    pub sent: u64,
-    /// Publishes of other nodes received from Redis.
-    pub received: u64,
-    /// Publishes not sent (the queue was full, or the link broke with
-    /// them in flight) or received ones that were not valid.
-    pub dropped: u64,
-    /// Connections to Redis made again after one was lost.
-    pub reconnects: u64,
-    /// The last thing that went wrong with the link, if anything has.
-    pub last_error: Option<String>,
-}
 
 /// A running replicator; dropping it does not stop the link (it runs as
 /// long as the process).
@@ -137,6 +119,8 @@ impl Replicator {
                 "replicator: this server replicates already",
             ));
         }
+        let reported = state.clone();
+        hub.report_replication(Box::new(move || reported.stats()));
         let link = state.clone();
         std::thread::Builder::new()
             .name("mist-replicator".into())
@@ -155,10 +139,16 @@ impl Replicator {
         Ok(Replicator { state })
     }
 
-    /// The counters now.
-    pub fn stats(&self) -> Stats {
-        let s = &self.state;
-        Stats {
+    /// The link's state and counters now (also in `/stats` and `/metrics`).
+    pub fn stats(&self) -> ReplicationStats {
+        self.state.stats()
+    }
+}
+
+impl State {
+    fn stats(&self) -> ReplicationStats {
+        let s = self;
+        ReplicationStats {
             connected: s.publisher_up.load(Ordering::Acquire)
                 && s.subscriber_up.load(Ordering::Acquire),
             sent: s.sent.load(Ordering::Relaxed),
@@ -446,7 +436,8 @@ async fn subscribe_on(state: &State, stream: &mut Stream, hub: &Arc<Hub>) -> io:
                 log::info!("replicator {}: subscribed", state.target);
             }
             (Some(b"message"), Some(payload)) => match split_payload(payload) {
-                Some((node, _)) if node == state.node.as_bytes() => {}
+                // This node's own, or another node's probe.
+                Some((node, frame)) if node == state.node.as_bytes() || frame.is_empty() => {}
                 Some((_, frame)) => {
                     state.received.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = hub.handle_remote(frame) {

@@ -147,7 +147,16 @@ impl<R: Runtime> HttpService<R> {
             "published": stats.published,
             "delivered": stats.delivered,
             "dropped": stats.dropped,
+            "remote": stats.remote,
             "transports": transports,
+            "replicator": snapshot.replication.as_ref().map(|r| serde_json::json!({
+                "connected": r.connected,
+                "sent": r.sent,
+                "received": r.received,
+                "dropped": r.dropped,
+                "reconnects": r.reconnects,
+                "last_error": r.last_error,
+            })),
         })
         .to_string()
     }
@@ -215,6 +224,42 @@ impl<R: Runtime> HttpService<R> {
             "Deliveries dropped because the subscriber's outbox was full.",
             &single(stats.dropped.to_string()),
         );
+        family(
+            "mist_messages_remote_total",
+            "counter",
+            "Messages from other nodes delivered here.",
+            &single(stats.remote.to_string()),
+        );
+        if let Some(r) = &snapshot.replication {
+            let up = if r.connected { "1" } else { "0" };
+            family(
+                "mist_replicator_connected",
+                "gauge",
+                "Whether the link to the other nodes is up.",
+                &single(up.to_string()),
+            );
+            for (name, help, value) in [
+                ("sent", "Publishes sent to the other nodes.", r.sent),
+                (
+                    "received",
+                    "Publishes received from the other nodes.",
+                    r.received,
+                ),
+                (
+                    "dropped",
+                    "Publishes not sent, or received and not valid.",
+                    r.dropped,
+                ),
+                ("reconnects", "Times the link was made again.", r.reconnects),
+            ] {
+                family(
+                    &format!("mist_replicator_{name}_total"),
+                    "counter",
+                    help,
+                    &single(value.to_string()),
+                );
+            }
+        }
         out
     }
 

@@ -86,7 +86,31 @@ pub struct Snapshot {
     pub sockets: usize,
     /// For each transport: its name, connections open now, accepted since start.
     pub transports: Vec<(&'static str, usize, u64)>,
+    /// The link to the other nodes, on a node of several.
+    pub replication: Option<ReplicationStats>,
 }
+
+/// The link to a broker's other nodes, as `/stats` and `/metrics` show it
+/// (see [`Hub::report_replication`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicationStats {
+    /// The link is up: publishes go out and come in.
+    pub connected: bool,
+    /// Publishes of this node's clients sent to the other nodes.
+    pub sent: u64,
+    /// Publishes of other nodes received.
+    pub received: u64,
+    /// Publishes not sent (no room to queue them, or lost with a broken
+    /// link) or received ones that were not valid.
+    pub dropped: u64,
+    /// Times the link was made again after it was lost.
+    pub reconnects: u64,
+    /// The last thing that went wrong with the link, if anything has.
+    pub last_error: Option<String>,
+}
+
+/// Reports the state of the link to the other nodes.
+pub type ReplicationReport = Box<dyn Fn() -> ReplicationStats + Send + Sync>;
 
 /// A task handed to the runtime.
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -177,6 +201,8 @@ pub struct Hub {
     outlet: OnceLock<Outlet>,
     /// Publishes from other nodes delivered here.
     remote: AtomicU64,
+    /// The link to the other nodes, for the snapshot.
+    replication: OnceLock<ReplicationReport>,
     pace_timeout: Duration,
     transports: TransportCounts,
     shutdown: Shutdown,
@@ -235,6 +261,7 @@ impl Hub {
             runtime: OnceLock::new(),
             outlet: OnceLock::new(),
             remote: AtomicU64::new(0),
+            replication: OnceLock::new(),
             transports: TransportCounts::default(),
             shutdown: Shutdown::default(),
         }
@@ -257,6 +284,12 @@ impl Hub {
             shard.lock().engine.set_replicating(true);
         }
         true
+    }
+
+    /// Makes [`Hub::snapshot`] (so `/stats` and `/metrics`) include the
+    /// state of the link to the other nodes; set once.
+    pub fn report_replication(&self, report: ReplicationReport) -> bool {
+        self.replication.set(report).is_ok()
     }
 
     /// A publish from another node, as the frame it published (one line):
@@ -431,6 +464,7 @@ impl Hub {
             engine,
             sockets: self.sockets(),
             transports,
+            replication: self.replication.get().map(|report| report()),
         }
     }
 

@@ -112,6 +112,7 @@ impl Engine {
                     shared
                         .subscribers
                         .load(std::sync::atomic::Ordering::Acquire),
+                    self.scope(),
                 );
                 self.reply(conn, frame);
                 Ok(())

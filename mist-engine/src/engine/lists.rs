@@ -51,7 +51,7 @@ impl Engine {
             sets.iter().map(|s| self.names_of(s)).collect()
         };
         let all = self.sorted(sets);
-        self.reply(conn, encode::listall(&all));
+        self.reply(conn, encode::listall(&all, self.scope()));
         Ok(())
     }
 }

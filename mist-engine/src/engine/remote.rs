@@ -27,6 +27,15 @@ impl Engine {
         self.replicating
     }
 
+    /// What `who` and `listall` cover: this node alone when it replicates.
+    pub(super) fn scope(&self) -> encode::Scope {
+        if self.replicating {
+            encode::Scope::Node
+        } else {
+            encode::Scope::Broker
+        }
+    }
+
     /// The shards that may hold a subscription `tags` match, as a bit mask
     /// (bit `s` for shard `s`): the shards to give a remote publish to.
     pub fn shards_wanting(&self, tags: &[String]) -> u64 {

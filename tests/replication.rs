@@ -253,3 +253,86 @@ fn a_bad_replicator_url_is_refused_at_start_naming_the_problem() {
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
 }
+
+#[test]
+fn a_password_and_a_unix_socket_work_and_a_wrong_password_is_reported_without_it() {
+    let port = support::free_port();
+    let socket = std::env::temp_dir().join(format!("mist-redis-{port}.sock"));
+    let socket_text = socket.to_str().unwrap().to_string();
+    let Some(_redis) = Redis::start_with(
+        port,
+        &["--requirepass", "s3cret", "--unixsocket", &socket_text],
+    ) else {
+        return;
+    };
+    let over_tcp = format!("redis://:s3cret@127.0.0.1:{port}/2");
+    let over_unix = format!("redis+unix://{socket_text}?db=2&password=s3cret");
+    let first = Server::start_with(&["--replicator", &over_tcp]);
+    let second = Server::start_with(&["--replicator", &over_unix]);
+    wait_for_log(&first, "subscribed");
+    wait_for_log(&second, "subscribed");
+    let mut subscriber = second.connect();
+    subscriber.subscribe(&["t"]);
+    first
+        .connect()
+        .publish(&["t"], "through a password and a socket");
+    assert_eq!(
+        collect(&mut subscriber, 1),
+        ["through a password and a socket"]
+    );
+
+    let wrong = format!("redis://:hunter2@127.0.0.1:{port}");
+    let refused = Server::start_with(&["--replicator", &wrong]);
+    wait_for_log(&refused, "AUTH refused");
+    assert!(refused.log().iter().all(|line| !line.contains("hunter2")));
+    let stats = support::http(refused.http(), "GET", "/stats", &[], b"").json();
+    assert_eq!(stats["replicator"]["connected"], false, "{stats}");
+    assert!(!stats.to_string().contains("hunter2"));
+    // Its own clients are served all the same.
+    let mut local = refused.connect();
+    local.subscribe(&["t"]);
+    refused.connect().publish(&["t"], "local");
+    assert_eq!(collect(&mut local, 1), ["local"]);
+}
+
+/// A "Redis" that answers with what is not RESP, or with a value far too
+/// large: the node reports it, keeps trying (not in a hot loop), and its
+/// own clients never notice.
+#[test]
+fn a_redis_that_lies_costs_the_node_nothing_but_the_link() {
+    for answer in [
+        &b"?not resp at all\r\n"[..],
+        b"$99999999999\r\n",
+        b"*3\r\n$7\r\nmessage\r\n$4\r\nmist\r\n$9999999\r\nxx",
+    ] {
+        let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = fake.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in fake.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let answer = answer.to_vec();
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.read(&mut buf);
+                    let _ = stream.write_all(&answer);
+                    std::thread::sleep(Duration::from_secs(30));
+                });
+            }
+        });
+        let server = Server::start_with(&["--replicator", &format!("redis://127.0.0.1:{port}")]);
+        let mut local = server.connect();
+        local.subscribe(&["t"]);
+        server.connect().publish(&["t"], "served");
+        assert_eq!(collect(&mut local, 1), ["served"]);
+        std::thread::sleep(Duration::from_secs(2));
+        let stats = support::http(server.http(), "GET", "/stats", &[], b"").json();
+        assert_eq!(stats["replicator"]["connected"], false, "{stats}");
+        let tries = connections.load(std::sync::atomic::Ordering::Relaxed);
+        assert!((2..=40).contains(&tries), "{tries} connections in 2 s");
+        assert!(server.rss_kib() < 256 * 1024, "{} KiB", server.rss_kib());
+    }
+}

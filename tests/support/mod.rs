@@ -808,6 +808,11 @@ impl Redis {
 
     /// Starts Redis on `port` (again, after [`Redis::stop`]).
     pub fn start_on(port: u16) -> Option<Redis> {
+        Redis::start_with(port, &[])
+    }
+
+    /// Starts Redis on `port` with more `redis-server` options.
+    pub fn start_with(port: u16, options: &[&str]) -> Option<Redis> {
         let found = Command::new("redis-server")
             .arg("--version")
             .output()
@@ -823,6 +828,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

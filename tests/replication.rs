@@ -336,3 +336,64 @@ fn a_redis_that_lies_costs_the_node_nothing_but_the_link() {
         assert!(server.rss_kib() < 256 * 1024, "{} KiB", server.rss_kib());
     }
 }
+
+/// Admin changes made on one node take effect on every node: a token
+/// registered on one is good on the other (each keeps its tokens in
+/// memory), tags taken away end those subscriptions everywhere, and a
+/// revoked token's connections close everywhere.
+#[test]
+fn admin_changes_reach_every_node() {
+    let Some(redis) = Redis::start() else { return };
+    let secured = ["--authenticator", "memory://", "--token", "admin-secret"];
+    let (first, second) = (node(&redis, &secured), node(&redis, &secured));
+    support::register(&first, "admin-secret", "reader", &["news", "sport"]);
+    // The change travels: wait until the other node takes the token.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reader = loop {
+        let mut client = second.client_with_token(Transport::Tcp, "reader");
+        client.send(mist_proto::Request::new("ping"));
+        match client.try_recv(Duration::from_secs(5)) {
+            Some(reply) if reply.error.is_none() => break client,
+            refused => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the token never reached the other node: {refused:?}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    reader.subscribe(&["news"]);
+    reader.subscribe(&["sport"]);
+    let mut admin = first.client_with_token(Transport::Tcp, "admin-secret");
+    admin.send(
+        mist_proto::Request::new("unset")
+            .tags(["sport"])
+            .data("reader"),
+    );
+    assert_eq!(admin.sync(), []);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        reader.send(mist_proto::Request::new("list"));
+        let list = reader.sync();
+        if list.last().and_then(|m| m.data.as_deref()) == Some("news") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sport was not taken away: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    admin.send(mist_proto::Request::new("unregister").data("reader"));
+    assert_eq!(admin.sync(), []);
+    reader.until_closed();
+    assert!(
+        second
+            .log()
+            .iter()
+            .chain(first.log().iter())
+            .all(|l| !l.contains("admin-secret")),
+        "no token in the log"
+    );
+}

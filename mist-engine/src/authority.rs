@@ -155,6 +155,11 @@ impl Authority {
         self.in_flight.remove(&id)
     }
 
+    /// The tags `token` was granted, if it is registered.
+    pub(crate) fn granted(&self, token: &str) -> Option<&BTreeSet<String>> {
+        self.tags.get(self.ids.get(token)?)
+    }
+
     /// Applies a stored change to the grants and logs it for the shards.
     pub(crate) fn apply(&mut self, change: Change) {
         let entry = match change {

@@ -215,3 +215,110 @@ fn who_and_listall_say_when_they_cover_this_node_only() {
         );
     }
 }
+
+fn secured() -> Engine {
+    let mut grants = Grants::new();
+    grants.insert(
+        "reader".into(),
+        ["news".to_string(), "sport".to_string()].into(),
+    );
+    Engine::secured(Config::default(), "admin".into(), grants)
+}
+
+fn set(tags: &[&str]) -> std::collections::BTreeSet<String> {
+    tags.iter().map(|t| t.to_string()).collect()
+}
+
+#[test]
+fn an_admin_change_goes_out_once_it_is_stored() {
+    let mut engine = secured();
+    engine.set_replicating(true);
+    let admin = engine.handle_connect().unwrap();
+    send(&mut engine, admin, Request::new("auth").data("admin"));
+    engine.handle_message(
+        admin,
+        Ok(Request::new("register").tags(["a"]).data("writer")),
+    );
+    let mut persist = None;
+    while let Some(output) = engine.poll_output() {
+        match output {
+            Output::Persist { id, .. } => persist = Some(id),
+            Output::ReplicateChange(_) => panic!("not before it is stored"),
+            _ => {}
+        }
+    }
+    engine.handle_persisted(persist.expect("a change to store"), Ok(()));
+    let out: Vec<Output> = std::iter::from_fn(|| engine.poll_output()).collect();
+    let changes: Vec<&mist_engine::auth::Change> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::ReplicateChange(change) => Some(change),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [&mist_engine::auth::Change::Register {
+            token: "writer".into(),
+            tags: set(&["a"]),
+        }]
+    );
+}
+
+#[test]
+fn a_revocation_from_another_node_closes_the_tokens_connections_here() {
+    let mut engine = secured();
+    engine.set_replicating(true);
+    let reader = engine.handle_connect().unwrap();
+    send(&mut engine, reader, Request::new("auth").data("reader"));
+    send(&mut engine, reader, subscribe(&["news"]));
+    assert!(
+        engine.handle_remote_change(mist_engine::auth::Change::Unregister {
+            token: "reader".into()
+        })
+    );
+    assert!(
+        std::iter::from_fn(|| engine.poll_output())
+            .all(|o| !matches!(o, Output::ReplicateChange(_))),
+        "not replicated again"
+    );
+    assert_eq!(engine.flow(reader), mist_engine::Flow::Close);
+    assert!(!Engine::new(Config::default())
+        .handle_remote_change(mist_engine::auth::Change::Unregister { token: "x".into() }));
+}
+
+#[test]
+fn tags_taken_away_elsewhere_end_those_subscriptions_here() {
+    let mut engine = secured();
+    let reader = engine.handle_connect().unwrap();
+    send(&mut engine, reader, Request::new("auth").data("reader"));
+    send(&mut engine, reader, subscribe(&["news"]));
+    send(&mut engine, reader, subscribe(&["sport"]));
+    received(&mut engine, reader);
+    engine.handle_remote_change(mist_engine::auth::Change::Unset {
+        token: "reader".into(),
+        tags: set(&["sport"]),
+    });
+    while engine.poll_output().is_some() {}
+    send(&mut engine, reader, Request::new("list"));
+    let list = received(&mut engine, reader);
+    assert_eq!(list.last().unwrap().data.as_deref(), Some("news"));
+    // A register of a token known here gives it exactly those tags.
+    engine.handle_remote_change(mist_engine::auth::Change::Register {
+        token: "reader".into(),
+        tags: set(&["weather"]),
+    });
+    while engine.poll_output().is_some() {}
+    assert_eq!(
+        engine.flow(reader),
+        mist_engine::Flow::Read,
+        "still connected"
+    );
+    send(&mut engine, reader, Request::new("list"));
+    let list = received(&mut engine, reader);
+    assert_eq!(list.last().unwrap().data.as_deref(), Some(""));
+    send(&mut engine, reader, subscribe(&["weather"]));
+    assert!(received(&mut engine, reader)
+        .iter()
+        .all(|m| m.error.is_none()));
+}

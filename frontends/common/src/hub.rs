@@ -1,6 +1,7 @@
 //! The engine shared by every connection task, and the wiring that wakes them
 //! and stores admin changes.
 
+use crate::carried::{self, Carried};
 use crate::direct::Flush;
 use crate::shutdown::Shutdown;
 use crate::signal::Signal;
@@ -274,8 +275,10 @@ impl Hub {
 
     /// Makes this node one of several: every publish of its clients, on
     /// any transport, is handed to `outlet` as the frame its subscribers
-    /// get, in each publisher's order, after it was delivered here. Set
-    /// once, before clients connect; `false` if it was set already.
+    /// get, in each publisher's order, after it was delivered here; so is
+    /// every admin change stored here (as `!` and JSON), for the other
+    /// nodes' [`Hub::handle_remote`]. Set once, before clients connect;
+    /// `false` if it was set already.
     pub fn replicate_to(&self, outlet: Outlet) -> bool {
         if self.outlet.set(outlet).is_err() {
             return false;
@@ -292,11 +295,26 @@ impl Hub {
         self.replication.set(report).is_ok()
     }
 
-    /// A publish from another node, as the frame it published (one line):
-    /// delivered to this node's matching subscribers that were granted all
-    /// of its tags, never waiting for a full one, and not replicated again.
-    /// A frame that is not a valid publish is refused with the reason.
-    pub fn handle_remote(self: &Arc<Self>, frame: &[u8]) -> Result<(), String> {
+    /// What another node's outlet (see [`Hub::replicate_to`]) was given
+    /// there. A publish is delivered to this node's matching subscribers
+    /// that were granted all of its tags, never waiting for a full one; an
+    /// admin change takes effect here as it did there (a revoked token's
+    /// connections close). Neither is replicated again. Bytes that are
+    /// neither are refused with the reason (which never shows a token).
+    pub fn handle_remote(self: &Arc<Self>, bytes: &[u8]) -> Result<(), String> {
+        match carried::decode(bytes)? {
+            Carried::Publish(frame) => self.remote_publish(frame),
+            Carried::Change(change) => {
+                if self.drive(0, |state| state.engine.handle_remote_change(change)) {
+                    Ok(())
+                } else {
+                    Err("an admin change for a node without authentication".into())
+                }
+            }
+        }
+    }
+
+    fn remote_publish(self: &Arc<Self>, frame: &[u8]) -> Result<(), String> {
         let mut decoder = mist_proto::LineDecoder::new(self.max_line);
         let mut decoded: Vec<Result<Request, ProtoError>> = Vec::new();
         decoder.decode(frame, &mut decoded);
@@ -861,6 +879,7 @@ fn drain_outputs(state: &mut State) -> Effects {
             Output::Offer(offer) => effects.offers.push(offer),
             Output::Sync => effects.sync = true,
             Output::Replicate(frame) => effects.replicate.push(frame),
+            Output::ReplicateChange(change) => effects.replicate.push(carried::change(&change)),
             Output::Persist { id, change } => effects.persist.push((id, change)),
             Output::Throttled { peer, retry_after } => effects.throttled.push((peer, retry_after)),
             other => log::error!("unhandled engine output {other:?}"),

@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod accepted;
+mod carried;
 mod connection;
 mod direct;
 mod error;

@@ -192,6 +192,10 @@ impl Engine {
         };
         match outcome {
             Ok(()) => {
+                if self.replicating {
+                    self.outputs
+                        .push_back(Output::ReplicateChange(change.clone()));
+                }
                 authority.apply(change);
                 authority.settle(conn, None);
             }
@@ -207,7 +211,7 @@ impl Engine {
 
     /// Brings this shard up to date with the authority, and tells the other
     /// shards to do the same.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         if self.shared.shards() > 1 {
             self.outputs.push_back(Output::Sync);
         }

@@ -81,6 +81,10 @@ pub enum Output {
     /// which give it to [`Engine::handle_remote_publish`]. Only while
     /// [`Engine::set_replicating`] is on.
     Replicate(Bytes),
+    /// An admin change this node's authenticator stored and every shard
+    /// applied: carry it to the other nodes, which give it to
+    /// [`Engine::handle_remote_change`]. Only while replicating.
+    ReplicateChange(crate::auth::Change),
 }
 
 /// What a connection's reader should do next, after any input it gave

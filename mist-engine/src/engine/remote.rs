@@ -10,6 +10,7 @@
 
 use super::publish::Pacing;
 use super::Engine;
+use crate::auth::Change;
 use crate::Error;
 use bytes::Bytes;
 use mist_proto::{encode, Request};
@@ -40,6 +41,40 @@ impl Engine {
     /// (bit `s` for shard `s`): the shards to give a remote publish to.
     pub fn shards_wanting(&self, tags: &[String]) -> u64 {
         self.shared.wanting(tags.iter().map(String::as_str))
+    }
+
+    /// Input: an admin change another node made and stored. It takes
+    /// effect here as if made here (a revoked token's connections are
+    /// closed, subscriptions to tags taken away end) on every shard (after
+    /// [`Output::Sync`](super::Output::Sync)), and is not stored again nor
+    /// replicated: nodes share a store, or each keeps its own memory.
+    /// Returns `false` on a node without authentication, which ignores it.
+    pub fn handle_remote_change(&mut self, change: Change) -> bool {
+        let shared = self.shared.clone();
+        let Some(mut authority) = shared.authority() else {
+            return false;
+        };
+        // Registered here already (nodes that each keep their memory, or a
+        // change that crossed another): the token keeps its connections and
+        // gets exactly the tags registered.
+        let change = match change {
+            Change::Register { token, tags } => match authority.granted(&token) {
+                Some(old) => {
+                    let gone = old.difference(&tags).cloned().collect();
+                    authority.apply(Change::Unset {
+                        token: token.clone(),
+                        tags: gone,
+                    });
+                    Change::Set { token, tags }
+                }
+                None => Change::Register { token, tags },
+            },
+            other => other,
+        };
+        authority.apply(change);
+        drop(authority);
+        self.settle();
+        true
     }
 
     /// Input: a publish from another node (`request`, decoded from the frame

@@ -397,3 +397,109 @@ fn admin_changes_reach_every_node() {
         "no token in the log"
     );
 }
+
+/// A TCP proxy in front of Redis whose connections can be made to go
+/// silent (nothing more from Redis, the socket left open), as a
+/// subscription that died without its connection closing.
+struct Proxy {
+    port: u16,
+    silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Proxy {
+    fn new(upstream: u16) -> Proxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (silent.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                count.fetch_add(1, Ordering::Relaxed);
+                // Only connections made before the silence fall silent.
+                let born_silent = flag.load(Ordering::Relaxed);
+                let pipe = |mut from: std::net::TcpStream,
+                            mut to: std::net::TcpStream,
+                            gate: Option<Arc<AtomicBool>>| {
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            let Ok(n) = from.read(&mut buf) else { return };
+                            if n == 0 {
+                                return;
+                            }
+                            if gate.as_ref().is_some_and(|g| g.load(Ordering::Relaxed))
+                                && !born_silent
+                            {
+                                continue;
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                };
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    None,
+                );
+                pipe(server, client, Some(flag.clone()));
+            }
+        });
+        Proxy {
+            port,
+            silent,
+            connections,
+        }
+    }
+}
+
+#[test]
+fn a_subscription_that_goes_silent_is_noticed_and_made_again() {
+    use std::sync::atomic::Ordering;
+    let Some(redis) = Redis::start() else { return };
+    let proxy = Proxy::new(redis.port);
+    let through_proxy = format!("redis://127.0.0.1:{}", proxy.port);
+    let first = node(&redis, &[]);
+    let second = Server::start_with(&["--replicator", &through_proxy]);
+    wait_for_log(&second, "subscribed");
+    let mut remote = second.connect();
+    remote.subscribe(&["t"]);
+    let mut publisher = first.connect();
+    publisher.publish(&["t"], "before");
+    assert_eq!(collect(&mut remote, 1), ["before"]);
+    let before = proxy.connections.load(Ordering::Relaxed);
+    // Everything Redis sends the second node's open connections is lost
+    // from now on, and their sockets stay open.
+    proxy.silent.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    loop {
+        publisher.publish(&["t"], "again");
+        if let Some(m) = remote.try_recv(Duration::from_millis(250)) {
+            assert_eq!(m.data.as_deref(), Some("again"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the silent subscription was never made again: {:#?}",
+            second.log()
+        );
+    }
+    assert!(
+        proxy.connections.load(Ordering::Relaxed) > before,
+        "connected again"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "noticed by silence, not by chance"
+    );
+}

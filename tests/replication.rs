@@ -232,10 +232,7 @@ fn a_bad_replicator_url_is_refused_at_start_naming_the_problem() {
         ("tcp://127.0.0.1:1446", "scheme \"tcp\""),
         ("redis://:hunter2@127.0.0.1:x", "port \"x\""),
         ("redis://127.0.0.1?prefix=a b", "prefix"),
-        (
-            "redis-cluster://127.0.0.1:7000",
-            "Redis Cluster is not supported yet",
-        ),
+        ("redis-cluster://127.0.0.1:7000?db=2", "no databases"),
     ] {
         let out = support::mist()
             .args([
@@ -502,4 +499,67 @@ fn a_subscription_that_goes_silent_is_noticed_and_made_again() {
         started.elapsed() >= Duration::from_secs(2),
         "noticed by silence, not by chance"
     );
+}
+
+/// Nodes on a Redis Cluster use sharded pub/sub on the master that owns
+/// the channel's slot, whichever seed they were given.
+#[test]
+fn nodes_on_a_redis_cluster_are_one_broker() {
+    let Some(cluster) = support::RedisCluster::start() else {
+        return;
+    };
+    let ports = cluster.ports();
+    let url = |seeds: &[u16]| {
+        let seeds: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis-cluster://{}", seeds.join(","))
+    };
+    // Each seeded differently: at least two of them must be told where
+    // the channel's slot lives.
+    let nodes: Vec<Server> = ports
+        .iter()
+        .map(|&p| Server::start_with(&["--replicator", &url(&[p])]))
+        .collect();
+    for node in &nodes {
+        wait_for_log(node, "subscribed");
+    }
+    let mut subscribers: Vec<Client> = nodes.iter().map(|n| n.connect()).collect();
+    for s in &mut subscribers {
+        s.subscribe(&["t"]);
+    }
+    nodes[0].connect().publish(&["t"], "across the cluster");
+    for s in &mut subscribers {
+        assert_eq!(collect(s, 1), ["across the cluster"]);
+        nothing_more(s);
+    }
+    // Nobody published with plain PUBLISH: the traffic is sharded.
+    assert_eq!(
+        cluster_stat(&ports, "pubsub_channels"),
+        0,
+        "no plain channel"
+    );
+    assert_eq!(
+        cluster_stat(&ports, "pubsubshard_channels"),
+        1,
+        "one sharded channel"
+    );
+}
+
+/// The sum over the masters of an `INFO` field.
+fn cluster_stat(ports: &[u16], field: &str) -> u64 {
+    ports
+        .iter()
+        .map(|p| {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "INFO", "stats"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!("{field}:"))
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0)
+        })
+        .sum()
 }

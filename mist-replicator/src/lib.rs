@@ -1,7 +1,9 @@
 //! Several mist nodes as one broker, over Redis pub/sub.
 //!
 //! Every node publishes what its own clients publish to one Redis channel
-//! (named by the prefix, `mist` by default) and subscribes to it; what
+//! (named by the prefix, `mist` by default) and subscribes to it (on a
+//! Redis Cluster, as a sharded channel on the master that owns its slot;
+//! see [`cluster`]); what
 //! arrives from the other nodes goes to [`Hub::handle_remote`], which
 //! delivers it to this node's subscribers under the usual rules. A node
 //! delivers to its own subscribers first and never waits for Redis: frames
@@ -20,6 +22,7 @@
 //! The link runs on a thread of its own with [`async_io`], whatever runtime
 //! serves the clients: it is two connections and needs no more.
 
+pub mod cluster;
 pub mod resp;
 mod stream;
 mod target;
@@ -88,11 +91,6 @@ impl Replicator {
     /// publishes of its clients go to the other nodes and theirs come here.
     /// Starts the link's thread; fails only for what cannot work at all.
     pub fn start(hub: Arc<Hub>, target: Target) -> Result<Replicator, TargetError> {
-        if let Endpoint::Cluster(_) = target.endpoint {
-            return Err(TargetError::new(
-                "replicator: Redis Cluster is not supported yet; use redis:// or redis+unix://",
-            ));
-        }
         let state = Arc::new(State {
             node: node_id(),
             target,
@@ -246,8 +244,9 @@ fn decoder() -> Decoder {
 }
 
 /// Authenticates and selects the database, as the target says.
-async fn handshake(state: &State, stream: &mut Stream, decoder: &mut Decoder) -> io::Result<()> {
+async fn handshake(state: &State, stream: &mut Stream) -> io::Result<()> {
     let target = &state.target;
+    let decoder = &mut decoder();
     let mut out = Vec::new();
     if let Some(password) = &target.password {
         resp::command(&[b"AUTH", password.as_bytes()], &mut out);
@@ -280,12 +279,83 @@ async fn handshake(state: &State, stream: &mut Stream, decoder: &mut Decoder) ->
     Ok(())
 }
 
+/// A connection to the Redis that holds this broker's channel, past its
+/// `AUTH` and `SELECT`: the standalone server, or the cluster master that
+/// owns the channel's slot (asked of each seed in turn).
+async fn connect(state: &State) -> io::Result<Stream> {
+    let target = &state.target;
+    let seeds = match &target.endpoint {
+        Endpoint::Tcp { host, port } => {
+            let mut stream = stream::tcp(host, *port, IO_TIMEOUT).await?;
+            handshake(state, &mut stream).await?;
+            return Ok(stream);
+        }
+        Endpoint::Unix(path) => {
+            let mut stream = stream::unix(path, IO_TIMEOUT).await?;
+            handshake(state, &mut stream).await?;
+            return Ok(stream);
+        }
+        Endpoint::Cluster(seeds) => seeds,
+    };
+    let slot = cluster::slot(target.prefix.as_bytes());
+    let mut last = io::Error::other("no seed node");
+    for (host, port) in seeds {
+        let asked = async {
+            let mut seed = stream::tcp(host, *port, IO_TIMEOUT).await?;
+            handshake(state, &mut seed).await?;
+            seed.write_all(&cluster::slots_command()).await?;
+            let mut decoder = decoder();
+            let map = within(IO_TIMEOUT, "CLUSTER SLOTS", reply(&mut seed, &mut decoder)).await?;
+            let owner = cluster::owner(&map, slot, host)?;
+            if owner == (host.clone(), *port) {
+                return Ok::<Stream, io::Error>(seed);
+            }
+            let mut master = stream::tcp(&owner.0, owner.1, IO_TIMEOUT).await?;
+            handshake(state, &mut master).await?;
+            Ok(master)
+        };
+        match asked.await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = io::Error::new(e.kind(), format!("seed {host}:{port}: {e}")),
+        }
+    }
+    Err(last)
+}
+
+/// The commands and pushes of plain or sharded pub/sub.
+struct Verbs {
+    publish: &'static [u8],
+    subscribe: &'static [u8],
+    subscribed: &'static [u8],
+    message: &'static [u8],
+}
+
+impl State {
+    fn verbs(&self) -> Verbs {
+        if matches!(self.target.endpoint, Endpoint::Cluster(_)) {
+            Verbs {
+                publish: b"SPUBLISH",
+                subscribe: b"SSUBSCRIBE",
+                subscribed: b"ssubscribe",
+                message: b"smessage",
+            }
+        } else {
+            Verbs {
+                publish: b"PUBLISH",
+                subscribe: b"SUBSCRIBE",
+                subscribed: b"subscribe",
+                message: b"message",
+            }
+        }
+    }
+}
+
 /// Sends the frames of this node's clients, in order, on one connection
 /// at a time; a probe when they have been quiet for a second. Forever.
 async fn publish_loop(state: &State, frames: async_channel::Receiver<Bytes>) {
     let mut backoff = Backoff::new();
     loop {
-        let error = match stream::open(&state.target, IO_TIMEOUT).await {
+        let error = match connect(state).await {
             Ok(mut stream) => {
                 backoff.connected(state);
                 let error = publish_on(state, &mut stream, &frames).await;
@@ -309,10 +379,8 @@ async fn publish_on(
     frames: &async_channel::Receiver<Bytes>,
 ) -> io::Error {
     let channel = state.target.prefix.as_bytes();
+    let verbs = state.verbs();
     let mut decoder = decoder();
-    if let Err(e) = handshake(state, stream, &mut decoder).await {
-        return e;
-    }
     state.publisher_up.store(true, Ordering::Release);
     let mut out = Vec::new();
     let mut payload = Vec::new();
@@ -335,14 +403,14 @@ async fn publish_on(
             payload.clear();
             payload.extend_from_slice(state.node.as_bytes());
             payload.push(b' ');
-            resp::command(&[b"PUBLISH", channel, &payload], &mut out);
+            resp::command(&[verbs.publish, channel, &payload], &mut out);
         }
         for frame in &batch {
             payload.clear();
             payload.extend_from_slice(state.node.as_bytes());
             payload.push(b' ');
             payload.extend_from_slice(frame);
-            resp::command(&[b"PUBLISH", channel, &payload], &mut out);
+            resp::command(&[verbs.publish, channel, &payload], &mut out);
         }
         let bytes: usize = batch.iter().map(Bytes::len).sum();
         state.queued.fetch_sub(bytes, Ordering::AcqRel);
@@ -384,7 +452,7 @@ async fn publish_on(
 async fn subscribe_loop(state: &State, hub: &Arc<Hub>) {
     let mut backoff = Backoff::new();
     loop {
-        let error = match stream::open(&state.target, IO_TIMEOUT).await {
+        let error = match connect(state).await {
             Ok(mut stream) => {
                 backoff.connected(state);
                 let error = subscribe_on(state, &mut stream, hub).await;
@@ -402,12 +470,10 @@ async fn subscribe_loop(state: &State, hub: &Arc<Hub>) {
 /// fails or has been silent too long (not even this node's probe came):
 /// returns why.
 async fn subscribe_on(state: &State, stream: &mut Stream, hub: &Arc<Hub>) -> io::Error {
+    let verbs = state.verbs();
     let mut decoder = decoder();
-    if let Err(e) = handshake(state, stream, &mut decoder).await {
-        return e;
-    }
     let mut out = Vec::new();
-    resp::command(&[b"SUBSCRIBE", state.target.prefix.as_bytes()], &mut out);
+    resp::command(&[verbs.subscribe, state.target.prefix.as_bytes()], &mut out);
     if let Err(e) = stream.write_all(&out).await {
         return e;
     }
@@ -431,11 +497,15 @@ async fn subscribe_on(state: &State, stream: &mut Stream, hub: &Arc<Hub>) -> io:
             items.first().and_then(Value::bytes),
             items.get(2).and_then(Value::bytes),
         ) {
-            (Some(b"subscribe"), _) => {
+            (Some(kind), _) if kind == verbs.subscribed => {
                 state.subscriber_up.store(true, Ordering::Release);
                 log::info!("replicator {}: subscribed", state.target);
             }
-            (Some(b"message"), Some(payload)) => match split_payload(payload) {
+            // The slot moved (sharded pub/sub): find its master again.
+            (Some(b"sunsubscribe"), _) => {
+                return io::Error::other("Redis ended the subscription: its slot moved");
+            }
+            (Some(kind), Some(payload)) if kind == verbs.message => match split_payload(payload) {
                 // This node's own, or another node's probe.
                 Some((node, frame)) if node == state.node.as_bytes() || frame.is_empty() => {}
                 Some((_, frame)) => {

@@ -1,12 +1,12 @@
 //! A connection to Redis over TCP or a Unix socket, on async-io.
 
-use crate::{Endpoint, Target};
 use async_io::{Async, Timer};
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,28 +16,36 @@ pub(crate) enum Stream {
     Unix(Async<UnixStream>),
 }
 
-/// Connects to the target's Redis within `limit`.
-pub(crate) async fn open(target: &Target, limit: Duration) -> io::Result<Stream> {
-    let connecting = async {
-        match &target.endpoint {
-            Endpoint::Tcp { host, port } => {
-                let mut last =
-                    io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
-                for address in (host.as_str(), *port).to_socket_addrs()? {
-                    match Async::<TcpStream>::connect(address).await {
-                        Ok(stream) => {
-                            stream.get_ref().set_nodelay(true)?;
-                            return Ok(Stream::Tcp(stream));
-                        }
-                        Err(e) => last = e,
-                    }
+/// Connects to `host:port` within `limit`.
+pub(crate) async fn tcp(host: &str, port: u16, limit: Duration) -> io::Result<Stream> {
+    within(limit, async {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+        for address in (host, port).to_socket_addrs()? {
+            match Async::<TcpStream>::connect(address).await {
+                Ok(stream) => {
+                    stream.get_ref().set_nodelay(true)?;
+                    return Ok(Stream::Tcp(stream));
                 }
-                Err(last)
+                Err(e) => last = e,
             }
-            Endpoint::Unix(path) => Ok(Stream::Unix(Async::<UnixStream>::connect(path).await?)),
-            Endpoint::Cluster(_) => Err(io::Error::other("Redis Cluster is not supported yet")),
         }
-    };
+        Err(last)
+    })
+    .await
+}
+
+/// Connects to the Unix socket at `path` within `limit`.
+pub(crate) async fn unix(path: &Path, limit: Duration) -> io::Result<Stream> {
+    within(limit, async {
+        Ok(Stream::Unix(Async::<UnixStream>::connect(path).await?))
+    })
+    .await
+}
+
+async fn within(
+    limit: Duration,
+    connecting: impl std::future::Future<Output = io::Result<Stream>>,
+) -> io::Result<Stream> {
     match select(pin!(connecting), pin!(Timer::after(limit))).await {
         Either::Left((outcome, _)) => {
             outcome.map_err(|e| io::Error::new(e.kind(), format!("cannot connect: {e}")))

@@ -879,3 +879,74 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A throwaway Redis Cluster of three masters on free ports, in a temporary
+/// directory, killed when dropped; `None` (with a notice) where Redis is
+/// not installed, outside CI.
+pub struct RedisCluster {
+    nodes: Vec<Redis>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start() -> Option<RedisCluster> {
+        let dir = std::env::temp_dir().join(format!(
+            "mist-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let config = dir.join(format!("nodes-{port}.conf"));
+            let node = Redis::start_with(
+                port,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    config.to_str().unwrap(),
+                    "--dir",
+                    dir.to_str().unwrap(),
+                ],
+            )?;
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let deadline = Instant::now() + TIMEOUT * 4;
+        for node in &nodes {
+            while !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster did not form");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Some(RedisCluster { nodes, dir })
+    }
+
+    /// The ports of its masters.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -563,3 +563,26 @@ fn cluster_stat(ports: &[u16], field: &str) -> u64 {
         })
         .sum()
 }
+
+/// `mist bench --subscribe-host` measures delivery across nodes.
+#[test]
+fn mist_bench_measures_fan_out_across_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    let (first, second) = (node(&redis, &[]), node(&redis, &[]));
+    let out = support::mist()
+        .args(["bench", "--subs", "3", "--msgs", "500", "--size", "64"])
+        .args(["--host", &first.addr, "--subscribe-host", &second.addr])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("subscribers on {}", second.addr)),
+        "{text}"
+    );
+    assert!(text.contains("(0 of 1500 deliveries missing)"), "{text}");
+}

@@ -44,6 +44,10 @@ pub struct Bench {
     /// server address (default: 127.0.0.1:1445)
     #[argh(option, default = "default_host()")]
     host: String,
+    /// where the fan-out subscribers connect, if not --host: another node
+    /// of the same broker, to measure delivery across nodes
+    #[argh(option)]
+    subscribe_host: Option<String>,
     /// token for a server with authentication (sent as the first message)
     #[argh(option)]
     token: Option<String>,
@@ -76,8 +80,9 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
     let start_line = Arc::new(Barrier::new(cmd.subs + 1));
     let published = Arc::new(AtomicBool::new(false));
     let mut subscribers = Vec::new();
+    let subscribe_host = cmd.subscribe_host.as_deref().unwrap_or(&cmd.host);
     for _ in 0..cmd.subs {
-        let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
+        let mut conn = Connection::open(subscribe_host, cmd.token.as_deref())?;
         conn.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
         let (start_line, published, expected) = (start_line.clone(), published.clone(), cmd.msgs);
         subscribers.push(thread::spawn(move || {
@@ -114,9 +119,13 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
     }
     let deliver_time = last.duration_since(start);
     let expected = cmd.msgs * cmd.subs as u64;
+    let place = match &cmd.subscribe_host {
+        Some(other) => format!("publisher on {}, subscribers on {other}", cmd.host),
+        None => format!("server {}", cmd.host),
+    };
     println!(
-        "fanout: 1 publisher -> {} subscribers, {} messages of {} B, server {}",
-        cmd.subs, cmd.msgs, cmd.size, cmd.host
+        "fanout: 1 publisher -> {} subscribers, {} messages of {} B, {place}",
+        cmd.subs, cmd.msgs, cmd.size
     );
     println!(
         "published {:>12} msgs in {:>7.3} s  {:>12.0} msg/s",

@@ -477,8 +477,9 @@ async fn subscribe_on(state: &State, stream: &mut Stream, hub: &Arc<Hub>) -> io:
     if let Err(e) = stream.write_all(&out).await {
         return e;
     }
+    let mut frames: Vec<Bytes> = Vec::new();
     loop {
-        let value = match within(
+        let first = match within(
             SILENCE_LIMIT,
             "the subscription",
             reply(stream, &mut decoder),
@@ -488,39 +489,60 @@ async fn subscribe_on(state: &State, stream: &mut Stream, hub: &Arc<Hub>) -> io:
             Ok(value) => value,
             Err(e) => return e,
         };
-        let items = match value {
-            Value::Array(Some(items)) => items,
-            Value::Error(e) => return io::Error::other(format!("SUBSCRIBE refused: {e}")),
-            _ => continue,
-        };
-        match (
-            items.first().and_then(Value::bytes),
-            items.get(2).and_then(Value::bytes),
-        ) {
-            (Some(kind), _) if kind == verbs.subscribed => {
-                state.subscriber_up.store(true, Ordering::Release);
-                log::info!("replicator {}: subscribed", state.target);
+        // Everything that arrived with it is handed over in one go.
+        let mut values = vec![first];
+        loop {
+            match decoder.decode() {
+                Ok(Some(value)) => values.push(value),
+                Ok(None) => break,
+                Err(e) => return io::Error::other(e),
             }
-            // The slot moved (sharded pub/sub): find its master again.
-            (Some(b"sunsubscribe"), _) => {
-                return io::Error::other("Redis ended the subscription: its slot moved");
-            }
-            (Some(kind), Some(payload)) if kind == verbs.message => match split_payload(payload) {
-                // This node's own, or another node's probe.
-                Some((node, frame)) if node == state.node.as_bytes() || frame.is_empty() => {}
-                Some((_, frame)) => {
-                    state.received.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = hub.handle_remote(frame) {
-                        state.dropped.fetch_add(1, Ordering::Relaxed);
-                        log::debug!("replicator: a message from another node was refused: {e}");
+        }
+        frames.clear();
+        for value in values {
+            let items = match value {
+                Value::Array(Some(items)) => items,
+                Value::Error(e) => return io::Error::other(format!("SUBSCRIBE refused: {e}")),
+                _ => continue,
+            };
+            let mut items = items.into_iter();
+            let (kind, _channel, payload) = (items.next(), items.next(), items.next());
+            match (kind.as_ref().and_then(Value::bytes), payload) {
+                (Some(kind), _) if kind == verbs.subscribed => {
+                    state.subscriber_up.store(true, Ordering::Release);
+                    log::info!("replicator {}: subscribed", state.target);
+                }
+                // The slot moved (sharded pub/sub): find its master again.
+                (Some(b"sunsubscribe"), _) => {
+                    return io::Error::other("Redis ended the subscription: its slot moved");
+                }
+                (Some(kind), Some(Value::Bulk(Some(payload)))) if kind == verbs.message => {
+                    match split_payload(&payload) {
+                        // This node's own, or another node's probe.
+                        Some((node, frame))
+                            if node == state.node.as_bytes() || frame.is_empty() => {}
+                        Some(_) => frames.push(payload.slice(17..)),
+                        None => {
+                            state.dropped.fetch_add(1, Ordering::Relaxed);
+                            log::debug!(
+                                "replicator: a message on the channel is not from a mist node"
+                            );
+                        }
                     }
                 }
-                None => {
-                    state.dropped.fetch_add(1, Ordering::Relaxed);
-                    log::debug!("replicator: a message on the channel is not from a mist node");
-                }
-            },
-            _ => {}
+                _ => {}
+            }
+        }
+        if frames.is_empty() {
+            continue;
+        }
+        state
+            .received
+            .fetch_add(frames.len() as u64, Ordering::Relaxed);
+        let items: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+        for e in hub.handle_remote_all(&items) {
+            state.dropped.fetch_add(1, Ordering::Relaxed);
+            log::debug!("replicator: a message from another node was refused: {e}");
         }
     }
 }

@@ -302,37 +302,89 @@ impl Hub {
     /// connections close). Neither is replicated again. Bytes that are
     /// neither are refused with the reason (which never shows a token).
     pub fn handle_remote(self: &Arc<Self>, bytes: &[u8]) -> Result<(), String> {
-        match carried::decode(bytes)? {
-            Carried::Publish(frame) => self.remote_publish(frame),
-            Carried::Change(change) => {
-                if self.drive(0, |state| state.engine.handle_remote_change(change)) {
-                    Ok(())
-                } else {
-                    Err("an admin change for a node without authentication".into())
+        self.handle_remote_all(&[bytes]).pop().map_or(Ok(()), Err)
+    }
+
+    /// [`Hub::handle_remote`] for everything that arrived at once, in
+    /// order: each shard takes the publishes it may want under one lock,
+    /// so its subscribers' writers are woken once. Returns the reasons of
+    /// those refused.
+    pub fn handle_remote_all(self: &Arc<Self>, items: &[&[u8]]) -> Vec<String> {
+        let mut refused = Vec::new();
+        let mut publishes = Vec::new();
+        for bytes in items {
+            match carried::decode(bytes) {
+                Err(e) => refused.push(e),
+                Ok(Carried::Publish(frame)) => match self.decode_publish(frame) {
+                    Ok(request) => publishes.push(request),
+                    Err(e) => refused.push(e),
+                },
+                Ok(Carried::Change(change)) => {
+                    // What came before it goes first.
+                    refused.extend(self.remote_publishes(std::mem::take(&mut publishes)));
+                    if !self.drive(0, |state| state.engine.handle_remote_change(change)) {
+                        refused.push("an admin change for a node without authentication".into());
+                    }
                 }
             }
         }
+        refused.extend(self.remote_publishes(publishes));
+        refused
     }
 
-    fn remote_publish(self: &Arc<Self>, frame: &[u8]) -> Result<(), String> {
+    /// One publish line from another node.
+    fn decode_publish(&self, frame: &[u8]) -> Result<Request, String> {
         let mut decoder = mist_proto::LineDecoder::new(self.max_line);
         let mut decoded: Vec<Result<Request, ProtoError>> = Vec::new();
         decoder.decode(frame, &mut decoded);
-        let request = match (decoded.pop(), decoded.is_empty(), decoder.buffered()) {
+        match (decoded.pop(), decoded.is_empty(), decoder.buffered()) {
             (Some(Ok(request)), true, 0) if request.command == mist_proto::Command::Publish => {
-                request
+                Ok(request)
             }
-            (Some(Err(e)), ..) => return Err(e.to_string()),
-            _ => return Err("not one publish line".into()),
-        };
-        let tags = request.tags.as_deref().unwrap_or_default();
-        let wanting = self.lock(0).engine.shards_wanting(tags);
-        for shard in (0..self.shards.len()).filter(|s| wanting & (1 << s) != 0) {
-            self.drive(shard, |state| state.engine.handle_remote_publish(&request))
-                .map_err(|e| e.to_string())?;
+            (Some(Err(e)), ..) => Err(e.to_string()),
+            _ => Err("not one publish line".into()),
         }
-        self.remote.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    }
+
+    /// Delivers `publishes` from other nodes, each shard taking those it
+    /// may want in one turn; returns why any were refused.
+    fn remote_publishes(self: &Arc<Self>, publishes: Vec<Request>) -> Vec<String> {
+        if publishes.is_empty() {
+            return Vec::new();
+        }
+        let wanting: Vec<u64> = {
+            let state = self.lock(0);
+            publishes
+                .iter()
+                .map(|r| {
+                    state
+                        .engine
+                        .shards_wanting(r.tags.as_deref().unwrap_or_default())
+                })
+                .collect()
+        };
+        let mut outcomes: Vec<Option<Result<(), String>>> = vec![None; publishes.len()];
+        for shard in 0..self.shards.len() {
+            self.drive(shard, |state| {
+                for (i, request) in publishes.iter().enumerate() {
+                    if wanting[i] & (1 << shard) != 0 {
+                        let outcome = state.engine.handle_remote_publish(request);
+                        outcomes[i].get_or_insert(outcome.map_err(|e| e.to_string()));
+                    }
+                }
+            });
+        }
+        let mut refused = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                Some(Err(e)) => refused.push(e),
+                // Delivered, or wanted by no shard.
+                _ => {
+                    self.remote.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        refused
     }
 
     /// Lends the hub the runtime: its spawner, for storing admin changes in

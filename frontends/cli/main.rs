@@ -85,8 +85,9 @@ struct Cli {
     ws_keepalive: Option<u64>,
 
     /// run as one node of a broker of several, over Redis pub/sub:
-    /// redis://[:PASSWORD@]HOST[:PORT][/DB], redis+unix:///PATH, or
-    /// redis-cluster://HOST:PORT,HOST:PORT for a Redis Cluster; add
+    /// redis://:PASSWORD@HOST:PORT/DB (password, port and db optional),
+    /// redis+unix:///PATH, or redis-cluster://HOST:PORT,HOST:PORT for a
+    /// Redis Cluster; add
     /// ?prefix=NAME to keep brokers on one Redis apart (default: none, a
     /// single node)
     #[argh(option)]

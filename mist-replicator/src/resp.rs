@@ -96,6 +96,12 @@ impl Decoder {
         self.buffer.extend_from_slice(bytes);
     }
 
+    /// Bytes held that are not decoded yet; never more than the bound
+    /// once [`Decoder::decode`] has returned `None`.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
     /// The next complete value, `None` until one has arrived whole.
     pub fn decode(&mut self) -> Result<Option<Value>, RespError> {
         let pending = &self.buffer[self.start..];

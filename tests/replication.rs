@@ -278,6 +278,17 @@ fn a_password_and_a_unix_socket_work_and_a_wrong_password_is_reported_without_it
         ["through a password and a socket"]
     );
 
+    // A Redis 6 ACL user.
+    redis_cli_acl(port);
+    let as_user = format!("redis://mist:n0de-pass@127.0.0.1:{port}");
+    let third = Server::start_with(&["--replicator", &as_user]);
+    wait_for_log(&third, "subscribed");
+    let mut on_third = third.connect();
+    on_third.subscribe(&["t"]);
+    first.connect().publish(&["t"], "to an ACL user's node");
+    assert_eq!(collect(&mut on_third, 1), ["to an ACL user's node"]);
+    assert_eq!(collect(&mut subscriber, 1), ["to an ACL user's node"]);
+
     let wrong = format!("redis://:hunter2@127.0.0.1:{port}");
     let refused = Server::start_with(&["--replicator", &wrong]);
     wait_for_log(&refused, "AUTH refused");
@@ -585,4 +596,24 @@ fn mist_bench_measures_fan_out_across_nodes() {
         "{text}"
     );
     assert!(text.contains("(0 of 1500 deliveries missing)"), "{text}");
+}
+
+/// Adds the ACL user `mist` (password `n0de-pass`) to the Redis on `port`,
+/// whose default user has the password `s3cret`.
+fn redis_cli_acl(port: u16) {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "--no-auth-warning", "-a", "s3cret"])
+        .args([
+            "ACL",
+            "SETUSER",
+            "mist",
+            "on",
+            ">n0de-pass",
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
 }

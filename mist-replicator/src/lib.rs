@@ -249,7 +249,10 @@ async fn handshake(state: &State, stream: &mut Stream) -> io::Result<()> {
     let decoder = &mut decoder();
     let mut out = Vec::new();
     if let Some(password) = &target.password {
-        resp::command(&[b"AUTH", password.as_bytes()], &mut out);
+        match &target.username {
+            Some(user) => resp::command(&[b"AUTH", user.as_bytes(), password.as_bytes()], &mut out),
+            None => resp::command(&[b"AUTH", password.as_bytes()], &mut out),
+        }
     }
     if target.db != 0 {
         resp::command(&[b"SELECT", target.db.to_string().as_bytes()], &mut out);

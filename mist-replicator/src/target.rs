@@ -1,6 +1,7 @@
 //! Where the other nodes meet: a Redis URL, as given to `--replicator`.
 //!
-//! - `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME]` (port 6379, db 0)
+//! - `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=NAME]` (port 6379,
+//!   db 0; a USER is a Redis 6 ACL user)
 //! - `redis+unix:///PATH[?db=DB&password=PASSWORD&prefix=NAME]`
 //! - `redis-cluster://HOST:PORT[,HOST:PORT...][?prefix=NAME]`
 //!
@@ -20,6 +21,8 @@ pub struct Target {
     pub endpoint: Endpoint,
     /// Sent with `AUTH` after connecting.
     pub password: Option<String>,
+    /// The Redis 6 ACL user to `AUTH` as (the default user if none).
+    pub username: Option<String>,
     /// Selected after connecting (standalone Redis only).
     pub db: u32,
     /// Names this broker's channels.
@@ -46,6 +49,7 @@ impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target")
             .field("endpoint", &self.endpoint)
+            .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("db", &self.db)
             .field("prefix", &self.prefix)
@@ -111,6 +115,7 @@ impl Target {
         let mut target = Target {
             endpoint: Endpoint::Unix(PathBuf::new()),
             password: None,
+            username: None,
             db: 0,
             prefix: DEFAULT_PREFIX.to_string(),
         };
@@ -139,9 +144,12 @@ impl Target {
                     None => (None, rest),
                 };
                 if let Some(auth) = auth {
-                    // `:password` or `user:password`; Redis 6 ACL users are
-                    // not supported, the default user is.
-                    let password = auth.split_once(':').map_or(auth, |(_, p)| p);
+                    // `:password`, `user:password` (a Redis 6 ACL user) or
+                    // a lone password.
+                    let (user, password) = auth.split_once(':').unwrap_or(("", auth));
+                    if !user.is_empty() {
+                        target.username = Some(user.to_string());
+                    }
                     if !password.is_empty() {
                         target.password = Some(password.to_string());
                     }
@@ -243,6 +251,13 @@ mod tests {
         );
         let t = Target::parse("redis://:pw@10.0.0.1:7000/3").unwrap();
         assert_eq!((t.db, t.password.as_deref()), (3, Some("pw")));
+        assert_eq!(t.username, None);
+        let t = Target::parse("redis://alice:pw@host").unwrap();
+        assert_eq!(
+            (t.username.as_deref(), t.password.as_deref()),
+            (Some("alice"), Some("pw"))
+        );
+        assert!(!format!("{t:?}").contains("pw"));
         let t = Target::parse("redis://localhost").unwrap();
         assert_eq!(
             t.endpoint,

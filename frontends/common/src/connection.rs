@@ -103,9 +103,8 @@ where
         Ok(session) => session,
         Err(refused) => return refuse(writer, &refused).await,
     };
-    session
-        .run(ByteInbound::new(reader), ByteOutbound::new(writer))
-        .await
+    // Not lent to other tasks: the writer need not outlive the call.
+    session.run_lines(reader, &Shared::new(writer)).await
 }
 
 /// [`serve_from`] for a socket whose handle can be cloned and outlives the
@@ -126,8 +125,7 @@ where
     let shared = Arc::new(Shared::new(stream.clone()));
     // Set once, on a link no one else has yet.
     let _ = session.link.direct.set(shared.clone());
-    let write = shared.write_loop(&session.hub, session.conn, &session.link);
-    session.run_with(ByteInbound::new(stream), write).await
+    session.run_lines(stream, &shared).await
 }
 
 /// Full, or shutting down: says so, then closes.
@@ -193,6 +191,16 @@ impl Session {
     pub async fn run(self, inbound: impl Inbound, outbound: impl Outbound) -> io::Result<()> {
         let write = write_loop(&self, outbound);
         self.run_with(inbound, write).await
+    }
+
+    /// [`Session::run`] for lines over a byte stream, written through `writer`.
+    async fn run_lines<R, W>(&self, reader: R, writer: &Shared<W>) -> io::Result<()>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        let write = writer.write_loop(&self.hub, self.conn, &self.link);
+        self.run_with(ByteInbound::new(reader), write).await
     }
 
     /// [`Session::run`] with the writing done by `write`.
@@ -433,24 +441,6 @@ impl<R: AsyncRead + Unpin + Send> Inbound for ByteInbound<R> {
         })
         .await?;
         Ok(n > 0)
-    }
-}
-
-/// A batch as one write (TCP): its frames are already back to back.
-struct ByteOutbound<W> {
-    writer: W,
-}
-
-impl<W> ByteOutbound<W> {
-    fn new(writer: W) -> Self {
-        ByteOutbound { writer }
-    }
-}
-
-impl<W: AsyncWrite + Unpin + Send> Outbound for ByteOutbound<W> {
-    async fn send(&mut self, batch: &mut Batch) -> io::Result<()> {
-        self.writer.write_all(batch.as_bytes()).await?;
-        self.writer.flush().await
     }
 }
 

@@ -10,6 +10,8 @@
 //! Anything else (a large batch, a full socket, an error, a connection that
 //! is closing) is left to the writer task, which is then woken as before.
 //!
+//! Every TCP connection writes through [`Shared`]; only a socket whose handle
+//! outlives its session (one a listener accepted) is lent to other tasks.
 //! The writer moves between tasks by ownership: whoever holds it owns it, and
 //! the lock around its slot is held only to take it or put it back, never
 //! across IO. nats-server flushes a client's pending data from the

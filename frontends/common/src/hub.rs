@@ -117,7 +117,8 @@ pub type ReplicationReport = Box<dyn Fn() -> ReplicationStats + Send + Sync>;
 pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Takes each frame a client of this node published, for the other nodes
-/// of the broker; it must not block (see [`Hub::replicate_to`]).
+/// of the broker, as a buffer of its own; it must not block (see
+/// [`Hub::replicate_to`]).
 pub type Outlet = Box<dyn Fn(Bytes) + Send + Sync>;
 
 /// The runtime's spawning and timers, with its type erased.
@@ -352,22 +353,12 @@ impl Hub {
         if publishes.is_empty() {
             return Vec::new();
         }
-        let wanting: Vec<u64> = {
-            let state = self.lock(0);
-            publishes
-                .iter()
-                .map(|r| {
-                    state
-                        .engine
-                        .shards_wanting(r.tags.as_deref().unwrap_or_default())
-                })
-                .collect()
-        };
         let mut outcomes: Vec<Option<Result<(), String>>> = vec![None; publishes.len()];
         for shard in 0..self.shards.len() {
             self.drive(shard, |state| {
                 for (i, request) in publishes.iter().enumerate() {
-                    if wanting[i] & (1 << shard) != 0 {
+                    let tags = request.tags.as_deref().unwrap_or_default();
+                    if state.engine.shards_wanting(tags) & (1 << shard) != 0 {
                         let outcome = state.engine.handle_remote_publish(request);
                         outcomes[i].get_or_insert(outcome.map_err(|e| e.to_string()));
                     }
@@ -842,7 +833,10 @@ impl Hub {
         }
         if let Some(outlet) = self.outlet.get() {
             for frame in effects.replicate {
-                outlet(frame);
+                // A frame may be a slice of the whole read it came in (see
+                // `mist_proto::Frames`); what waits for other nodes must not
+                // keep that read alive, so the outlet gets a copy of its own.
+                outlet(Bytes::copy_from_slice(&frame));
             }
         }
         for (id, change) in effects.persist {

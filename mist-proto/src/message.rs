@@ -67,17 +67,6 @@ impl Request {
         }
     }
 
-    /// Takes the frame [`Request::frame`] returns, leaving the request
-    /// without data; `None` (and the request untouched) if there is none.
-    pub fn take_frame(&mut self) -> Option<Bytes> {
-        self.frame()?;
-        self.canonical = false;
-        match self.data.take() {
-            Some(Data(Literal::InFrame(frame, ..))) => Some(frame),
-            _ => None,
-        }
-    }
-
     /// Sets the tags.
     pub fn tags<I, S>(mut self, tags: I) -> Request
     where

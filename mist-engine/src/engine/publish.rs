@@ -23,6 +23,15 @@ use crate::Error;
 use bytes::Bytes;
 use mist_proto::{encode, Request};
 
+/// The frame a publish's subscribers get: the line itself when it came in
+/// the canonical form (see `Request::frame`), else encoded once, here.
+pub(super) fn frame_of(tags: &[String], request: &Request) -> Bytes {
+    request
+        .frame()
+        .cloned()
+        .unwrap_or_else(|| encode::publish(tags, request.data.as_ref()))
+}
+
 /// Whether a publish may make its publisher wait for full outboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pacing {
@@ -71,21 +80,13 @@ impl Engine {
         }
         self.stats.published += 1;
         if !self.recipients.is_empty() || targets != 0 || self.replicating {
-            // A line in the canonical form already is the frame (see
-            // `Request::frame`); anything else is encoded once, here, and
-            // only when someone receives it.
-            let encoded = match request.frame() {
-                Some(_) => Bytes::new(),
-                None => encode::publish(tags, request.data.as_ref()),
-            };
-            let frame = request.frame().unwrap_or(&encoded);
-            self.deliver(frame, pacing);
+            // Encoded only when someone receives it.
+            let frame = frame_of(tags, request);
+            self.deliver(&frame, pacing);
             if self.replicating {
                 self.outputs.push_back(Output::Replicate(frame.clone()));
             }
             if targets != 0 {
-                // The offer takes the frame: the request is done with it.
-                let frame = request.take_frame().unwrap_or(encoded);
                 self.offer(publisher, request, frame, targets, pacing);
             }
         }

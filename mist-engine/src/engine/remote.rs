@@ -8,11 +8,10 @@
 //!
 //! [`Output::Replicate`]: super::Output::Replicate
 
-use super::publish::Pacing;
+use super::publish::{frame_of, Pacing};
 use super::Engine;
 use crate::auth::Change;
 use crate::Error;
-use bytes::Bytes;
 use mist_proto::{encode, Request};
 
 impl Engine {
@@ -84,14 +83,10 @@ impl Engine {
     /// every shard [`Engine::shards_wanting`] names.
     pub fn handle_remote_publish(&mut self, request: &Request) -> Result<(), Error> {
         let tags = self.required_tags("publish", request)?;
-        let encoded = match request.frame() {
-            Some(_) => Bytes::new(),
-            None => encode::publish(tags, request.data.as_ref()),
-        };
-        let frame = request.frame().unwrap_or(&encoded);
+        let frame = frame_of(tags, request);
         self.find_recipients(tags, None, None, frame.len(), Pacing::Never);
         self.stats.remote += 1;
-        self.deliver(frame, Pacing::Never);
+        self.deliver(&frame, Pacing::Never);
         Ok(())
     }
 }

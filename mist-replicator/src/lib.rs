@@ -356,21 +356,34 @@ impl State {
 /// Sends the frames of this node's clients, in order, on one connection
 /// at a time; a probe when they have been quiet for a second. Forever.
 async fn publish_loop(state: &State, frames: async_channel::Receiver<Bytes>) {
+    linked(state, "publishing", &state.publisher_up, async |stream| {
+        publish_on(state, stream, &frames).await
+    })
+    .await
+}
+
+/// Connects to Redis again and again, with backoff, and runs `on` on each
+/// connection until it fails, for as long as the process runs (the link
+/// holds the hub, so the node never goes away under it). `up` is down
+/// between connections.
+async fn linked(
+    state: &State,
+    what: &str,
+    up: &AtomicBool,
+    mut on: impl AsyncFnMut(&mut Stream) -> io::Error,
+) {
     let mut backoff = Backoff::new();
     loop {
         let error = match connect(state).await {
             Ok(mut stream) => {
                 backoff.connected(state);
-                let error = publish_on(state, &mut stream, &frames).await;
-                state.publisher_up.store(false, Ordering::Release);
+                let error = on(&mut stream).await;
+                up.store(false, Ordering::Release);
                 error
             }
             Err(error) => error,
         };
-        if frames.is_closed() {
-            return;
-        }
-        state.failed("publishing", &error);
+        state.failed(what, &error);
         backoff.wait().await;
     }
 }
@@ -453,20 +466,10 @@ async fn publish_on(
 /// Hears the other nodes' frames and hands them to the hub, on one
 /// connection at a time. Forever.
 async fn subscribe_loop(state: &State, hub: &Arc<Hub>) {
-    let mut backoff = Backoff::new();
-    loop {
-        let error = match connect(state).await {
-            Ok(mut stream) => {
-                backoff.connected(state);
-                let error = subscribe_on(state, &mut stream, hub).await;
-                state.subscriber_up.store(false, Ordering::Release);
-                error
-            }
-            Err(error) => error,
-        };
-        state.failed("subscribing", &error);
-        backoff.wait().await;
-    }
+    linked(state, "subscribing", &state.subscriber_up, async |stream| {
+        subscribe_on(state, stream, hub).await
+    })
+    .await
 }
 
 /// Subscribes on `stream` and hands what arrives to `hub` until the stream

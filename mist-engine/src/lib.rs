@@ -135,6 +135,7 @@
 #![warn(missing_docs)]
 
 mod access;
+mod anchor;
 pub mod auth;
 mod authority;
 mod config;

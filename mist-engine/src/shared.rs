@@ -10,6 +10,7 @@
 //! tags, the interest tag among them, so no matching shard is ever skipped;
 //! a shared bucket only costs an offer that finds nothing.
 
+use crate::anchor::Anchors;
 use crate::authority::Authority;
 use crate::hash::IdHasher;
 use crate::index::set_bytes;
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     hasher: BuildHasherDefault<IdHasher>,
     registry: Mutex<Registry>,
     authority: Option<Mutex<Authority>>,
+    /// The node's anchors, when it routes by tag (see [`crate::anchor`]).
+    anchors: Mutex<Anchors>,
 }
 
 impl Shared {
@@ -93,6 +96,7 @@ impl Shared {
             hasher: BuildHasherDefault::default(),
             registry: Mutex::new(Registry::default()),
             authority: authority.map(Mutex::new),
+            anchors: Mutex::new(Anchors::default()),
         }
     }
 
@@ -175,6 +179,11 @@ impl Shared {
         self.authority
             .as_ref()
             .map(|a| a.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn anchors(&self) -> MutexGuard<'_, Anchors> {
+        // Nothing panics while holding it.
+        self.anchors.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn is_secured(&self) -> bool {

@@ -121,6 +121,10 @@ pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// [`Hub::replicate_to`]).
 pub type Outlet = Box<dyn Fn(Bytes) + Send + Sync>;
 
+/// Told each tag whose need may have changed, when routing by tag (see
+/// [`Hub::route_by_tag`]).
+pub type InterestOutlet = Box<dyn Fn(String) + Send + Sync>;
+
 /// The runtime's spawning and timers, with its type erased.
 struct Lent {
     spawn: Box<dyn Fn(Task) + Send + Sync>,
@@ -138,6 +142,8 @@ struct Effects {
     offers: Vec<Offer>,
     /// Publishes for the other nodes.
     replicate: Vec<Bytes>,
+    /// Anchors gained or lost.
+    interest: Vec<String>,
     /// An admin change settled: every shard must sync.
     sync: bool,
     persist: Vec<(u64, Change)>,
@@ -201,6 +207,8 @@ pub struct Hub {
     runtime: OnceLock<Lent>,
     /// Where publishes of this node's clients go for the other nodes.
     outlet: OnceLock<Outlet>,
+    /// Where the anchors this node gains and loses go, routing by tag.
+    interest: OnceLock<InterestOutlet>,
     /// Publishes from other nodes delivered here.
     remote: AtomicU64,
     /// The link to the other nodes, for the snapshot.
@@ -262,6 +270,7 @@ impl Hub {
             authenticator,
             runtime: OnceLock::new(),
             outlet: OnceLock::new(),
+            interest: OnceLock::new(),
             remote: AtomicU64::new(0),
             replication: OnceLock::new(),
             transports: TransportCounts::default(),
@@ -288,6 +297,55 @@ impl Hub {
             shard.lock().engine.set_replicating(true);
         }
         true
+    }
+
+    /// Makes this node route by tag: each subscription is anchored on its
+    /// first tag in sorted order, and `outlet` is told each tag the node
+    /// may have gained or lost as an anchor (ask [`Hub::is_anchored`]); a
+    /// client that subscribes on an anchor the node does not hear yet
+    /// waits until [`Hub::anchor_ready`]. Set once, before clients connect;
+    /// `false` if it was set already.
+    pub fn route_by_tag(&self, outlet: InterestOutlet) -> bool {
+        if self.interest.set(outlet).is_err() {
+            return false;
+        }
+        for shard in self.shards.iter() {
+            shard.lock().engine.set_routing_by_tag(true);
+        }
+        true
+    }
+
+    /// Whether a subscription on this node is anchored on `tag` now.
+    pub fn is_anchored(&self, tag: &str) -> bool {
+        self.lock(0).engine.is_anchored(tag)
+    }
+
+    /// Every anchor of this node now.
+    pub fn anchors(&self) -> Vec<String> {
+        self.lock(0).engine.anchors()
+    }
+
+    /// The other nodes' messages carrying `tag` are heard now: the clients
+    /// that waited for them go on.
+    pub fn anchor_ready(self: &Arc<Self>, tag: &str) {
+        for shard in 0..self.shards.len() {
+            self.drive(shard, |state| state.engine.handle_anchor_ready(tag));
+        }
+    }
+
+    /// The other nodes' messages carrying `tag` are no longer asked for
+    /// (see [`Engine::handle_anchor_dropped`]).
+    pub fn anchor_dropped(self: &Arc<Self>, tag: &str) {
+        for shard in 0..self.shards.len() {
+            self.drive(shard, |state| state.engine.handle_anchor_dropped(tag));
+        }
+    }
+
+    /// Nobody waits for an anchor any more: the link is down.
+    pub fn release_anchors(self: &Arc<Self>) {
+        for shard in 0..self.shards.len() {
+            self.drive(shard, |state| state.engine.handle_anchors_released());
+        }
     }
 
     /// Makes [`Hub::snapshot`] (so `/stats` and `/metrics`) include the
@@ -839,6 +897,11 @@ impl Hub {
                 outlet(Bytes::copy_from_slice(&frame));
             }
         }
+        if let Some(outlet) = self.interest.get() {
+            for tag in effects.interest {
+                outlet(tag);
+            }
+        }
         for (id, change) in effects.persist {
             self.store(id, change);
         }
@@ -926,6 +989,7 @@ fn drain_outputs(state: &mut State) -> Effects {
             Output::Sync => effects.sync = true,
             Output::Replicate(frame) => effects.replicate.push(frame),
             Output::ReplicateChange(change) => effects.replicate.push(carried::change(&change)),
+            Output::Interest(tag) => effects.interest.push(tag),
             Output::Persist { id, change } => effects.persist.push((id, change)),
             Output::Throttled { peer, retry_after } => effects.throttled.push((peer, retry_after)),
             other => log::error!("unhandled engine output {other:?}"),

@@ -44,7 +44,10 @@ pub use accepted::{is_disconnect, Listening, Transport, ACCEPT_BACKOFF};
 pub use connection::{serve, serve_from, Inbound, Outbound, Session, PRE_AUTH_LINE};
 pub use error::Error;
 pub use http_service::HttpService;
-pub use hub::{Admission, Hub, Outlet, ReplicationReport, ReplicationStats, Snapshot, Task, Via};
+pub use hub::{
+    Admission, Hub, InterestOutlet, Outlet, ReplicationReport, ReplicationStats, Snapshot, Task,
+    Via,
+};
 pub use log_limit::LogLimit;
 pub use options::{ListenerOptions, MAX_HEAD};
 pub use origin::check_origin;

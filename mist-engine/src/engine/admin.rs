@@ -170,8 +170,9 @@ impl Engine {
         }
     }
 
-    /// `conn`'s admin change is done: its input may go on.
-    fn settled(&mut self, conn: ConnId) {
+    /// What `conn` waited for (its admin change, its anchor) is done: its
+    /// input may go on.
+    pub(super) fn settled(&mut self, conn: ConnId) {
         if let Some(c) = self.conn_mut(conn) {
             c.waiting = false;
             self.outputs.push_back(Output::Resume(conn));

@@ -9,6 +9,7 @@ mod lists;
 mod offer;
 mod publish;
 mod remote;
+mod routing;
 pub use offer::Offer;
 pub(crate) use publish::Pacing;
 mod subscribe;
@@ -85,6 +86,14 @@ pub enum Output {
     /// applied: carry it to the other nodes, which give it to
     /// [`Engine::handle_remote_change`]. Only while replicating.
     ReplicateChange(crate::auth::Change),
+    /// The node gained or lost its last subscription anchored on this tag
+    /// (routing by tag; see [`Engine::set_routing_by_tag`]): whether it
+    /// needs the other nodes' messages carrying it changed. Ask
+    /// [`Engine::is_anchored`] whether it needs them now (outputs of
+    /// different shards may be drained out of order), and once they are
+    /// heard, or no longer needed, say so with
+    /// [`Engine::handle_anchor_ready`].
+    Interest(String),
 }
 
 /// What a connection's reader should do next, after any input it gave
@@ -162,8 +171,9 @@ struct Conn {
     peer: Option<IpAddr>,
     /// Refused or revoked: its remaining frames go out, then it is closed.
     closing: bool,
-    /// An admin change of this connection is with the authenticator; its
-    /// input waits, so commands still apply in order.
+    /// An admin change of this connection is with the authenticator, or
+    /// its new subscription waits for its anchor to be heard; its input
+    /// waits, so commands still apply in order.
     waiting: bool,
     /// Input received and not applied yet: it waits for a turn, for room
     /// for its reply, or for an admin change.
@@ -266,6 +276,10 @@ pub struct Engine {
     shared: Arc<Shared>,
     /// Publishes come out as [`Output::Replicate`] for other nodes.
     replicating: bool,
+    /// Subscriptions are anchored, and wait until their anchor is heard.
+    anchoring: bool,
+    /// Connections waiting for an anchor to be heard, by anchor.
+    awaiting: HashMap<String, Vec<ConnId>>,
 }
 
 /// The open connection `id` among `slots`.
@@ -334,6 +348,8 @@ impl Engine {
             auth_deadlines: VecDeque::new(),
             stopping: false,
             replicating: false,
+            anchoring: false,
+            awaiting: HashMap::new(),
         }
     }
 

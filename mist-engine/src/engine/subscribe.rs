@@ -1,7 +1,7 @@
 //! `subscribe` and `unsubscribe`: a connection's tag sets in the index,
 //! within its limits on count and bytes.
 
-use super::{conn_in, ConnId, Engine};
+use super::{conn_in, ConnId, Engine, Output};
 use crate::index::{Index, Subscriptions, TagId};
 use crate::Error;
 use mist_proto::Request;
@@ -32,6 +32,9 @@ impl Engine {
         self.change_subscriptions(conn, |index, subs| {
             index.insert(conn, subs, tags);
         });
+        if self.anchoring {
+            self.await_anchor(conn, tags);
+        }
         Ok(())
     }
 
@@ -64,6 +67,8 @@ impl Engine {
             stats,
             shared,
             shard,
+            anchoring,
+            outputs,
             ..
         } = self;
         if conn.shard() != *shard {
@@ -87,9 +92,30 @@ impl Engine {
             }
             _ => {}
         }
-        // The other shards learn where this one has subscribers.
+        // The other shards learn where this one has subscribers, and the
+        // other nodes which anchors this one has.
+        let mut gone = Vec::new();
         for (names, added) in index.changed.drain(..) {
             shared.subscription_changed(*shard, &names, added);
+            if let (true, Some(anchor)) = (*anchoring, names.first()) {
+                let mut anchors = shared.anchors();
+                let changed = if added {
+                    anchors.add(anchor)
+                } else {
+                    anchors.remove(anchor)
+                };
+                drop(anchors);
+                if changed {
+                    outputs.push_back(Output::Interest(anchor.clone()));
+                    if !added {
+                        gone.push(anchor.clone());
+                    }
+                }
+            }
+        }
+        // Nobody waits for an anchor the node no longer has.
+        for anchor in gone {
+            self.release_waiters(&anchor);
         }
     }
 }

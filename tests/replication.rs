@@ -9,12 +9,44 @@ mod support;
 use std::time::{Duration, Instant};
 use support::{Client, Redis, Server, Transport};
 
-fn node(redis: &Redis, extra: &[&str]) -> Server {
-    node_on("async-std", redis, extra)
+/// How the nodes of a test route messages (`?routing=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Routing {
+    All,
+    Tag,
 }
 
-fn node_on(runtime: &str, redis: &Redis, extra: &[&str]) -> Server {
-    let url = redis.url();
+impl Routing {
+    fn url(self, base: &str) -> String {
+        match self {
+            Routing::All => base.to_string(),
+            Routing::Tag => format!("{base}?routing=tag"),
+        }
+    }
+}
+
+/// Runs the test body `$body(routing)` once in each routing.
+macro_rules! in_both_routings {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[test]
+            fn routing_all() {
+                super::$body(super::Routing::All);
+            }
+            #[test]
+            fn routing_by_tag() {
+                super::$body(super::Routing::Tag);
+            }
+        }
+    };
+}
+
+fn node(redis: &Redis, extra: &[&str]) -> Server {
+    routed(Routing::All, "async-std", redis, extra)
+}
+
+fn routed(routing: Routing, runtime: &str, redis: &Redis, extra: &[&str]) -> Server {
+    let url = routing.url(&redis.url());
     let mut args = vec!["--replicator", url.as_str()];
     args.extend_from_slice(extra);
     let server = Server::start_on(runtime, &args);
@@ -51,10 +83,14 @@ fn nothing_more(client: &mut Client) {
     assert_eq!(client.try_recv(Duration::from_millis(300)), None);
 }
 
-#[test]
-fn a_publish_on_one_node_reaches_every_node_once_and_never_its_publisher() {
+in_both_routings!(
+    a_publish_on_one_node_reaches_every_node_once_and_never_its_publisher,
+    reaches_every_node_once
+);
+fn reaches_every_node_once(routing: Routing) {
     let Some(redis) = Redis::start() else { return };
-    let (first, second) = (node(&redis, &[]), node(&redis, &[]));
+    let first = routed(routing, "async-std", &redis, &[]);
+    let second = routed(routing, "async-std", &redis, &[]);
     let mut ws = first.client(Transport::Ws);
     ws.subscribe(&["news"]);
     let mut tcp_elsewhere = second.connect();
@@ -101,10 +137,11 @@ fn a_publish_on_one_node_reaches_every_node_once_and_never_its_publisher() {
     assert!(who.data.unwrap().ends_with("on this node"));
 }
 
-#[test]
-fn each_publishers_order_holds_across_nodes() {
+in_both_routings!(each_publishers_order_holds_across_nodes, order_holds);
+fn order_holds(routing: Routing) {
     let Some(redis) = Redis::start() else { return };
-    let (first, second) = (node(&redis, &[]), node_on("smol", &redis, &[]));
+    let first = routed(routing, "async-std", &redis, &[]);
+    let second = routed(routing, "smol", &redis, &[]);
     let mut subscriber = second.connect();
     subscriber.subscribe(&["seq"]);
     let mut publisher = first.connect();
@@ -143,10 +180,14 @@ fn brokers_on_different_prefixes_stay_apart() {
     nothing_more(&mut far);
 }
 
-#[test]
-fn redis_going_away_stops_only_cross_node_delivery_until_it_is_back() {
+in_both_routings!(
+    redis_going_away_stops_only_cross_node_delivery_until_it_is_back,
+    redis_goes_away
+);
+fn redis_goes_away(routing: Routing) {
     let Some(redis) = Redis::start() else { return };
-    let (first, second) = (node(&redis, &[]), node(&redis, &[]));
+    let first = routed(routing, "async-std", &redis, &[]);
+    let second = routed(routing, "async-std", &redis, &[]);
     let mut local = first.connect();
     local.subscribe(&["t"]);
     let mut remote = second.connect();
@@ -203,10 +244,14 @@ fn redis_going_away_stops_only_cross_node_delivery_until_it_is_back() {
     );
 }
 
-#[test]
-fn a_subscription_killed_in_redis_is_made_again() {
+in_both_routings!(
+    a_subscription_killed_in_redis_is_made_again,
+    killed_subscription
+);
+fn killed_subscription(routing: Routing) {
     let Some(redis) = Redis::start() else { return };
-    let (first, second) = (node(&redis, &[]), node(&redis, &[]));
+    let first = routed(routing, "async-std", &redis, &[]);
+    let second = routed(routing, "async-std", &redis, &[]);
     let mut remote = second.connect();
     remote.subscribe(&["t"]);
     let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
@@ -345,15 +390,16 @@ fn a_redis_that_lies_costs_the_node_nothing_but_the_link() {
     }
 }
 
+in_both_routings!(admin_changes_reach_every_node, admin_changes);
 /// Admin changes made on one node take effect on every node: a token
 /// registered on one is good on the other (each keeps its tokens in
 /// memory), tags taken away end those subscriptions everywhere, and a
 /// revoked token's connections close everywhere.
-#[test]
-fn admin_changes_reach_every_node() {
+fn admin_changes(routing: Routing) {
     let Some(redis) = Redis::start() else { return };
     let secured = ["--authenticator", "memory://", "--token", "admin-secret"];
-    let (first, second) = (node(&redis, &secured), node(&redis, &secured));
+    let first = routed(routing, "async-std", &redis, &secured);
+    let second = routed(routing, "async-std", &redis, &secured);
     support::register(&first, "admin-secret", "reader", &["news", "sport"]);
     // The change travels: wait until the other node takes the token.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -408,22 +454,25 @@ fn admin_changes_reach_every_node() {
 
 /// A TCP proxy in front of Redis whose connections can be made to go
 /// silent (nothing more from Redis, the socket left open), as a
-/// subscription that died without its connection closing.
+/// subscription that died without its connection closing, or slow (what
+/// the node sends waits `delay_ms` before it goes on to Redis).
 struct Proxy {
     port: u16,
     silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Proxy {
     fn new(upstream: u16) -> Proxy {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
         use std::sync::Arc;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let silent = Arc::new(AtomicBool::new(false));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (flag, count) = (silent.clone(), connections.clone());
+        let (flag, count, delay) = (silent.clone(), connections.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -435,7 +484,8 @@ impl Proxy {
                 let born_silent = flag.load(Ordering::Relaxed);
                 let pipe = |mut from: std::net::TcpStream,
                             mut to: std::net::TcpStream,
-                            gate: Option<Arc<AtomicBool>>| {
+                            gate: Option<Arc<AtomicBool>>,
+                            delay: Option<Arc<AtomicU64>>| {
                     std::thread::spawn(move || {
                         use std::io::{Read, Write};
                         let mut buf = [0u8; 16 * 1024];
@@ -443,6 +493,10 @@ impl Proxy {
                             let Ok(n) = from.read(&mut buf) else { return };
                             if n == 0 {
                                 return;
+                            }
+                            if let Some(delay) = &delay {
+                                let ms = delay.load(Ordering::Relaxed);
+                                std::thread::sleep(Duration::from_millis(ms));
                             }
                             if gate.as_ref().is_some_and(|g| g.load(Ordering::Relaxed))
                                 && !born_silent
@@ -459,13 +513,15 @@ impl Proxy {
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
                     None,
+                    Some(delay.clone()),
                 );
-                pipe(server, client, Some(flag.clone()));
+                pipe(server, client, Some(flag.clone()), None);
             }
         });
         Proxy {
             port,
             silent,
+            delay_ms,
             connections,
         }
     }
@@ -512,17 +568,17 @@ fn a_subscription_that_goes_silent_is_noticed_and_made_again() {
     );
 }
 
+in_both_routings!(nodes_on_a_redis_cluster_are_one_broker, on_a_cluster);
 /// Nodes on a Redis Cluster use sharded pub/sub on the master that owns
 /// the channel's slot, whichever seed they were given.
-#[test]
-fn nodes_on_a_redis_cluster_are_one_broker() {
+fn on_a_cluster(routing: Routing) {
     let Some(cluster) = support::RedisCluster::start() else {
         return;
     };
     let ports = cluster.ports();
     let url = |seeds: &[u16]| {
         let seeds: Vec<String> = seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        format!("redis-cluster://{}", seeds.join(","))
+        routing.url(&format!("redis-cluster://{}", seeds.join(",")))
     };
     // Each seeded differently: at least two of them must be told where
     // the channel's slot lives.
@@ -548,10 +604,15 @@ fn nodes_on_a_redis_cluster_are_one_broker() {
         0,
         "no plain channel"
     );
+    // The broker's channel, and routing by tag the anchor's: one slot.
+    let channels = match routing {
+        Routing::All => 1,
+        Routing::Tag => 2,
+    };
     assert_eq!(
         cluster_stat(&ports, "pubsubshard_channels"),
-        1,
-        "one sharded channel"
+        channels,
+        "sharded channels"
     );
 }
 
@@ -616,4 +677,206 @@ fn redis_cli_acl(port: u16) {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
+}
+
+in_both_routings!(the_seed_table_holds_across_three_nodes, seed_table);
+/// The seed README's table, with the subscribers on two nodes over every
+/// transport and the publisher on a third.
+fn seed_table(routing: Routing) {
+    let Some(redis) = Redis::start() else { return };
+    let nodes: Vec<Server> = (0..3)
+        .map(|_| routed(routing, "async-std", &redis, &[]))
+        .collect();
+    let sets: [&[&str]; 3] = [
+        &["onefish"],
+        &["onefish", "twofish"],
+        &["onefish", "twofish", "redfish"],
+    ];
+    let transports = [Transport::Tcp, Transport::Ws, Transport::HttpWs];
+    // Each set on both receiving nodes, over each transport.
+    let mut subscribers: Vec<(usize, Client)> = Vec::new();
+    for (i, tags) in sets.iter().enumerate() {
+        for node in &nodes[1..] {
+            for transport in transports {
+                let mut client = node.client(transport);
+                client.subscribe(tags);
+                subscribers.push((i, client));
+            }
+        }
+    }
+    let mut publisher = nodes[0].client(Transport::Ws);
+    for tags in sets {
+        publisher.publish(tags, &tags.join("+"));
+    }
+    let want: [&[&str]; 3] = [
+        &["onefish", "onefish+twofish", "onefish+twofish+redfish"],
+        &["onefish+twofish", "onefish+twofish+redfish"],
+        &["onefish+twofish+redfish"],
+    ];
+    for (i, client) in &mut subscribers {
+        assert_eq!(collect(client, want[*i].len()), want[*i], "set {i}");
+        nothing_more(client);
+    }
+}
+
+/// The channels a Redis has subscribers on now.
+fn channels(redis: &Redis) -> Vec<String> {
+    let mut channels: Vec<String> = redis
+        .cli(&["PUBSUB", "CHANNELS"])
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect();
+    channels.sort();
+    channels
+}
+
+fn stat(server: &Server, pointer: &str) -> u64 {
+    let stats = support::http(server.http(), "GET", "/stats", &[], b"").json();
+    stats
+        .pointer(pointer)
+        .and_then(|v| v.as_u64())
+        .unwrap_or_else(|| panic!("no {pointer} in {stats}"))
+}
+
+/// Routing by tag, a node subscribes to the channel of each subscription's
+/// first tag in sorted order while it has one, hears only messages carrying
+/// such a tag, and delivers a message it hears on several once.
+#[test]
+fn routing_by_tag_a_node_hears_only_what_its_subscribers_may_want() {
+    let Some(redis) = Redis::start() else { return };
+    let first = routed(Routing::Tag, "async-std", &redis, &[]);
+    let second = routed(Routing::Tag, "smol", &redis, &["--shards", "2"]);
+    let third = routed(Routing::Tag, "async-std", &redis, &[]);
+    let mut both = second.connect();
+    both.subscribe(&["b", "a"]);
+    both.subscribe(&["c"]);
+    let mut other_shard = second.connect();
+    other_shard.subscribe(&["c", "d"]);
+    assert_eq!(
+        channels(&redis),
+        ["mist", "{mist}:a", "{mist}:c"],
+        "the broker's channel and one per anchor"
+    );
+
+    let mut publisher = first.connect();
+    publisher.publish(&["z"], "nobody");
+    publisher.publish(&["b"], "no anchor of theirs");
+    publisher.publish(&["a", "b", "c", "d"], "heard twice");
+    assert_eq!(collect(&mut both, 1), ["heard twice"]);
+    assert_eq!(collect(&mut other_shard, 1), ["heard twice"]);
+    nothing_more(&mut both);
+    nothing_more(&mut other_shard);
+    assert_eq!(stat(&second, "/replicator/received"), 1, "once");
+    assert_eq!(stat(&third, "/replicator/received"), 0, "nothing at all");
+    assert_eq!(stat(&first, "/replicator/sent"), 3);
+
+    // An anchor's channel goes with its last subscription on the node.
+    both.send(mist_proto::Request::new("unsubscribe").tags(["a", "b"]));
+    both.sync();
+    other_shard.send(mist_proto::Request::new("unsubscribe").tags(["c", "d"]));
+    other_shard.sync();
+    assert_eq!(channels(&redis), ["mist", "{mist}:c"], "c is still held");
+    drop(both);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while channels(&redis) != ["mist"] {
+        assert!(Instant::now() < deadline, "{:?}", channels(&redis));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Routing by tag, a client's `subscribe` is answered (by a `ping` after
+/// it) only once Redis confirmed the anchor's channel, so a message
+/// published on another node right after that is not missed, however slow
+/// the way to Redis is.
+#[test]
+fn routing_by_tag_a_subscribe_answered_misses_nothing_published_elsewhere() {
+    use std::sync::atomic::Ordering;
+    let Some(redis) = Redis::start() else { return };
+    let proxy = Proxy::new(redis.port);
+    let slow = Routing::Tag.url(&format!("redis://127.0.0.1:{}", proxy.port));
+    let first = routed(Routing::Tag, "async-std", &redis, &[]);
+    let second = Server::start_with(&["--replicator", &slow]);
+    wait_for_log(&second, "subscribed");
+    proxy.delay_ms.store(400, Ordering::Relaxed);
+    let mut publisher = first.connect();
+    let mut kept = Vec::new();
+    for round in 0..3 {
+        let tag = format!("fresh-{round}");
+        let mut subscriber = second.connect();
+        let started = Instant::now();
+        subscriber.subscribe(&[&tag]);
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "answered before Redis could have confirmed it"
+        );
+        publisher.publish(&[&tag], "once");
+        assert_eq!(collect(&mut subscriber, 1), ["once"]);
+        kept.push(subscriber);
+    }
+    // A second subscription on an anchor already heard is not held.
+    let mut again = second.connect();
+    let started = Instant::now();
+    again.subscribe(&["fresh-0", "more"]);
+    assert!(started.elapsed() < Duration::from_millis(400));
+}
+
+in_both_routings!(
+    a_stalled_client_costs_only_itself_across_nodes,
+    stalled_client
+);
+/// A client on one node that subscribes and never reads loses messages
+/// once its outbox is full; its neighbour on that node, reading as it
+/// goes, gets every one in order, and the node's link to Redis keeps up.
+fn stalled_client(routing: Routing) {
+    use std::io::Write;
+    let Some(redis) = Redis::start() else { return };
+    let first = routed(routing, "async-std", &redis, &[]);
+    let second = routed(routing, "async-std", &redis, &[]);
+    let mut stalled = std::net::TcpStream::connect(&second.addr).unwrap();
+    stalled
+        .write_all(b"{\"command\":\"subscribe\",\"tags\":[\"t\"]}\n")
+        .unwrap();
+    let mut healthy = second.connect();
+    healthy.subscribe(&["t"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stat(&second, "/subscriptions") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled client never subscribed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 32 MiB: twice what the stalled client's outbox and socket hold.
+    const N: usize = 2000;
+    let reader = std::thread::spawn(move || {
+        let mut next = 0;
+        while next < N {
+            let Some(m) = healthy.try_recv(Duration::from_secs(10)) else {
+                panic!("only {next} of {N} came");
+            };
+            let data = m.data.unwrap_or_default();
+            let number = data.split(' ').next().unwrap_or_default();
+            assert_eq!(number, next.to_string(), "out of order or lost");
+            next += 1;
+        }
+    });
+    let mut publisher = first.connect();
+    let data = "x".repeat(16 * 1024);
+    for i in 0..N {
+        publisher.send(
+            mist_proto::Request::new("publish")
+                .tags(["t"])
+                .data(format!("{i} {data}")),
+        );
+    }
+    publisher.sync();
+    reader.join().expect("the neighbour got every message");
+    assert!(
+        stat(&second, "/dropped") > 0,
+        "the stalled client lost some"
+    );
+    assert_eq!(stat(&second, "/replicator/dropped"), 0);
+    assert_eq!(stat(&second, "/replicator/reconnects"), 0);
+    drop(stalled);
 }

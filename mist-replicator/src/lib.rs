@@ -1,33 +1,56 @@
 //! Several mist nodes as one broker, over Redis pub/sub.
 //!
-//! Every node publishes what its own clients publish to one Redis channel
-//! (named by the prefix, `mist` by default) and subscribes to it (on a
-//! Redis Cluster, as a sharded channel on the master that owns its slot;
-//! see [`cluster`]); what
-//! arrives from the other nodes goes to [`Hub::handle_remote`], which
-//! delivers it to this node's subscribers under the usual rules. A node
-//! delivers to its own subscribers first and never waits for Redis: frames
-//! for the other nodes wait in a bounded queue, and what does not fit is
-//! dropped and counted. Each payload carries its node's id, so a node skips
-//! its own messages: every client gets a message once, never its own.
+//! Every node publishes what its own clients publish to Redis and
+//! subscribes to what the other nodes publish there; what arrives goes to
+//! [`Hub::handle_remote`], which delivers it to this node's subscribers
+//! under the usual rules. A node delivers to its own subscribers first and
+//! never waits for Redis: frames for the other nodes wait in a bounded
+//! queue, and what does not fit is dropped and counted. Each payload (see
+//! [`envelope`]) carries its node's id and a sequence number, so a node
+//! skips its own messages and copies: every client gets a message once,
+//! never its own.
+//!
+//! Two routings ([`Routing`]), the same on every node of a broker:
+//! - `all` (the default): one channel, named by the prefix (`mist` by
+//!   default); every node hears every message.
+//! - `tag`: each subscription is anchored on its first tag in sorted order
+//!   (see `mist_frontend::Hub::route_by_tag`), a node subscribes to the
+//!   channel `{PREFIX}:TAG` of each of its anchors while it has one, and a
+//!   message is published once on the channel of each of its tags. A node
+//!   hears only messages carrying one of its anchors; one carrying several
+//!   is heard several times and delivered once. A client's subscription
+//!   on an anchor the node does not hear yet waits until Redis confirmed
+//!   the channel, so a `ping` after `subscribe` answered means nothing
+//!   published on any node is missed. The broker's own channel still
+//!   carries admin changes and probes.
+//!
+//! On a Redis Cluster the channels are sharded (`SPUBLISH`, `SSUBSCRIBE`) and
+//! all of one broker's channels share the slot of its prefix, so one
+//! master carries one broker and each publisher's order holds (see
+//! [`cluster`]); brokers on different prefixes spread over the masters.
 //!
 //! Cross-node delivery is at most once, as in Redis pub/sub itself: what is
-//! published while a node's link to Redis is down is lost for that node. The
-//! link reconnects with capped backoff and no retry limit. When the channel
-//! has been quiet for a second the node publishes a probe to itself, and a
-//! subscription that has heard nothing, not even its own probe, for three
-//! seconds is taken for dead and made again (a Redis failover, or `CLIENT
-//! KILL TYPE pubsub`, can end one silently).
+//! published while a node's link to Redis is down is lost for that node (and
+//! routing by tag holds nobody's subscription then). The link reconnects
+//! with capped backoff and no retry limit and asks again for every channel
+//! it needs. When the subscription has heard nothing for a second the node
+//! publishes a probe to itself, and a subscription that has heard nothing,
+//! not even its own probe, for three seconds is taken for dead and made
+//! again (a Redis failover, or `CLIENT KILL TYPE pubsub`, can end one
+//! silently).
 //!
 //! The link runs on a thread of its own with [`async_io`], whatever runtime
 //! serves the clients: it is two connections and needs no more.
 
 pub mod cluster;
+pub mod envelope;
+mod publisher;
 pub mod resp;
 mod stream;
+mod subscriber;
 mod target;
 
-pub use target::{Endpoint, Target, TargetError, DEFAULT_PREFIX};
+pub use target::{Endpoint, Routing, Target, TargetError, DEFAULT_PREFIX};
 
 use async_io::Timer;
 use bytes::Bytes;
@@ -35,13 +58,14 @@ use futures::future::{select, Either};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use mist_frontend::{Hub, ReplicationStats};
 use resp::{Decoder, Value};
+use std::collections::HashSet;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use stream::Stream;
 
 /// How long the channel may be quiet before this node sends a probe.
@@ -52,8 +76,6 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first wait before reconnecting, and the longest.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
-/// Frames published in one write.
-const PIPELINE: usize = 256;
 /// Bytes of frames waiting for Redis at most; more are dropped.
 const MAX_QUEUED: usize = 16 * 1024 * 1024;
 
@@ -66,8 +88,19 @@ pub struct Replicator {
 
 struct State {
     target: Target,
-    /// This node's id, in front of every payload it publishes.
-    node: String,
+    /// This node's id, in every payload it publishes.
+    node: u64,
+    /// The last sequence number given to a payload.
+    seq: AtomicU64,
+    /// When the subscription last heard anything, in nanoseconds after
+    /// `epoch`.
+    heard_at: AtomicU64,
+    epoch: Instant,
+    /// Routing by tag: the subscribing link is up and keeps the anchors'
+    /// channels in step; changes go to `dirty`, and `wake` says so.
+    anchors_live: AtomicBool,
+    dirty: Mutex<HashSet<String>>,
+    wake: (async_channel::Sender<()>, async_channel::Receiver<()>),
     publisher_up: AtomicBool,
     subscriber_up: AtomicBool,
     sent: AtomicU64,
@@ -79,6 +112,41 @@ struct State {
 }
 
 impl State {
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The subscription heard something.
+    fn heard(&self) {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        self.heard_at.store(now, Ordering::Relaxed);
+    }
+
+    /// How long the subscription has heard nothing.
+    fn quiet_for(&self) -> Duration {
+        let heard = Duration::from_nanos(self.heard_at.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(heard)
+    }
+
+    fn dirty(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.dirty.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The channel of messages carrying `tag`, routing by tag. The braces
+    /// keep every channel of one broker in the slot of its prefix on a
+    /// Redis Cluster, and apart from any prefix (which has none).
+    fn tag_channel(&self, tag: &str) -> Vec<u8> {
+        format!("{{{}}}:{tag}", self.target.prefix).into_bytes()
+    }
+
+    /// The tag whose channel `channel` is; `None` for the broker's own.
+    fn tag_of_channel(&self, channel: &[u8]) -> Option<String> {
+        let rest = channel.strip_prefix(b"{")?;
+        let rest = rest.strip_prefix(self.target.prefix.as_bytes())?;
+        let tag = rest.strip_prefix(b"}:")?;
+        Some(String::from_utf8_lossy(tag).into_owned())
+    }
+
     fn failed(&self, what: &str, error: &io::Error) {
         let message = format!("{what}: {error}");
         log::warn!("replicator {}: {message}", self.target);
@@ -94,6 +162,12 @@ impl Replicator {
         let state = Arc::new(State {
             node: node_id(),
             target,
+            seq: AtomicU64::new(0),
+            heard_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+            anchors_live: AtomicBool::new(false),
+            dirty: Mutex::new(HashSet::new()),
+            wake: async_channel::bounded(1),
             publisher_up: AtomicBool::new(false),
             subscriber_up: AtomicBool::new(false),
             sent: AtomicU64::new(0),
@@ -117,6 +191,23 @@ impl Replicator {
                 "replicator: this server replicates already",
             ));
         }
+        if state.target.routing == Routing::Tag {
+            let (marked, weak) = (state.clone(), Arc::downgrade(&hub));
+            hub.route_by_tag(Box::new(move |tag: String| {
+                if marked.anchors_live.load(Ordering::Acquire) {
+                    marked.dirty().insert(tag);
+                    let _ = marked.wake.0.try_send(());
+                } else if let Some(hub) = weak.upgrade() {
+                    // Down: what other nodes publish is lost to this one
+                    // anyway, and nobody waits for it.
+                    if hub.is_anchored(&tag) {
+                        hub.anchor_ready(&tag);
+                    } else {
+                        hub.anchor_dropped(&tag);
+                    }
+                }
+            }));
+        }
         let reported = state.clone();
         hub.report_replication(Box::new(move || reported.stats()));
         let link = state.clone();
@@ -124,13 +215,13 @@ impl Replicator {
             .name("mist-replicator".into())
             .spawn(move || {
                 async_io::block_on(futures::future::join(
-                    publish_loop(&link, rx),
-                    subscribe_loop(&link, &hub),
+                    publisher::publish_loop(&link, rx),
+                    subscriber::subscribe_loop(&link, &hub),
                 ));
             })
             .map_err(|e| TargetError::new(format!("replicator: cannot start its thread: {e}")))?;
         log::info!(
-            "replicating through {} as node {}",
+            "replicating through {} as node {:016x}",
             state.target,
             state.node
         );
@@ -162,8 +253,8 @@ impl State {
     }
 }
 
-/// A random id for this node: sixteen hex digits.
-fn node_id() -> String {
+/// A random id for this node.
+fn node_id() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
         std::time::SystemTime::now()
@@ -171,7 +262,7 @@ fn node_id() -> String {
             .map_or(0, |d| d.as_nanos()),
     );
     hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
+    hasher.finish()
 }
 
 /// The wait before the next connection attempt: doubling after each
@@ -330,6 +421,8 @@ struct Verbs {
     publish: &'static [u8],
     subscribe: &'static [u8],
     subscribed: &'static [u8],
+    unsubscribe: &'static [u8],
+    unsubscribed: &'static [u8],
     message: &'static [u8],
 }
 
@@ -340,6 +433,8 @@ impl State {
                 publish: b"SPUBLISH",
                 subscribe: b"SSUBSCRIBE",
                 subscribed: b"ssubscribe",
+                unsubscribe: b"SUNSUBSCRIBE",
+                unsubscribed: b"sunsubscribe",
                 message: b"smessage",
             }
         } else {
@@ -347,19 +442,12 @@ impl State {
                 publish: b"PUBLISH",
                 subscribe: b"SUBSCRIBE",
                 subscribed: b"subscribe",
+                unsubscribe: b"UNSUBSCRIBE",
+                unsubscribed: b"unsubscribe",
                 message: b"message",
             }
         }
     }
-}
-
-/// Sends the frames of this node's clients, in order, on one connection
-/// at a time; a probe when they have been quiet for a second. Forever.
-async fn publish_loop(state: &State, frames: async_channel::Receiver<Bytes>) {
-    linked(state, "publishing", &state.publisher_up, async |stream| {
-        publish_on(state, stream, &frames).await
-    })
-    .await
 }
 
 /// Connects to Redis again and again, with backoff, and runs `on` on each
@@ -386,178 +474,4 @@ async fn linked(
         state.failed(what, &error);
         backoff.wait().await;
     }
-}
-
-/// `frames` published on `stream` until it fails; returns why.
-async fn publish_on(
-    state: &State,
-    stream: &mut Stream,
-    frames: &async_channel::Receiver<Bytes>,
-) -> io::Error {
-    let channel = state.target.prefix.as_bytes();
-    let verbs = state.verbs();
-    let mut decoder = decoder();
-    state.publisher_up.store(true, Ordering::Release);
-    let mut out = Vec::new();
-    let mut payload = Vec::new();
-    loop {
-        let mut batch = Vec::new();
-        match select(pin!(frames.recv()), pin!(Timer::after(PROBE_AFTER))).await {
-            Either::Left((Ok(frame), _)) => batch.push(frame),
-            Either::Left((Err(_), _)) => return io::Error::other("the server stopped"),
-            Either::Right(_) => {}
-        }
-        while batch.len() < PIPELINE {
-            match frames.try_recv() {
-                Ok(frame) => batch.push(frame),
-                Err(_) => break,
-            }
-        }
-        out.clear();
-        if batch.is_empty() {
-            // The probe: this node's id and nothing else.
-            payload.clear();
-            payload.extend_from_slice(state.node.as_bytes());
-            payload.push(b' ');
-            resp::command(&[verbs.publish, channel, &payload], &mut out);
-        }
-        for frame in &batch {
-            payload.clear();
-            payload.extend_from_slice(state.node.as_bytes());
-            payload.push(b' ');
-            payload.extend_from_slice(frame);
-            resp::command(&[verbs.publish, channel, &payload], &mut out);
-        }
-        let bytes: usize = batch.iter().map(Bytes::len).sum();
-        state.queued.fetch_sub(bytes, Ordering::AcqRel);
-        let replies = batch.len().max(1);
-        let sent = async {
-            stream.write_all(&out).await?;
-            for _ in 0..replies {
-                match reply(stream, &mut decoder).await? {
-                    Value::Integer(_) => {}
-                    Value::Error(e) => {
-                        return Err(io::Error::other(format!("PUBLISH refused: {e}")))
-                    }
-                    other => {
-                        return Err(io::Error::other(format!(
-                            "PUBLISH: unexpected reply {other:?}"
-                        )))
-                    }
-                }
-            }
-            Ok(())
-        };
-        match within(IO_TIMEOUT, "PUBLISH", sent).await {
-            Ok(()) => {
-                state.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            }
-            Err(e) => {
-                // At most once: the batch in flight is lost.
-                state
-                    .dropped
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                return e;
-            }
-        }
-    }
-}
-
-/// Hears the other nodes' frames and hands them to the hub, on one
-/// connection at a time. Forever.
-async fn subscribe_loop(state: &State, hub: &Arc<Hub>) {
-    linked(state, "subscribing", &state.subscriber_up, async |stream| {
-        subscribe_on(state, stream, hub).await
-    })
-    .await
-}
-
-/// Subscribes on `stream` and hands what arrives to `hub` until the stream
-/// fails or has been silent too long (not even this node's probe came):
-/// returns why.
-async fn subscribe_on(state: &State, stream: &mut Stream, hub: &Arc<Hub>) -> io::Error {
-    let verbs = state.verbs();
-    let mut decoder = decoder();
-    let mut out = Vec::new();
-    resp::command(&[verbs.subscribe, state.target.prefix.as_bytes()], &mut out);
-    if let Err(e) = stream.write_all(&out).await {
-        return e;
-    }
-    let mut frames: Vec<Bytes> = Vec::new();
-    loop {
-        let first = match within(
-            SILENCE_LIMIT,
-            "the subscription",
-            reply(stream, &mut decoder),
-        )
-        .await
-        {
-            Ok(value) => value,
-            Err(e) => return e,
-        };
-        // Everything that arrived with it is handed over in one go.
-        let mut values = vec![first];
-        loop {
-            match decoder.decode() {
-                Ok(Some(value)) => values.push(value),
-                Ok(None) => break,
-                Err(e) => return io::Error::other(e),
-            }
-        }
-        frames.clear();
-        for value in values {
-            let items = match value {
-                Value::Array(Some(items)) => items,
-                Value::Error(e) => return io::Error::other(format!("SUBSCRIBE refused: {e}")),
-                _ => continue,
-            };
-            let mut items = items.into_iter();
-            let (kind, _channel, payload) = (items.next(), items.next(), items.next());
-            match (kind.as_ref().and_then(Value::bytes), payload) {
-                (Some(kind), _) if kind == verbs.subscribed => {
-                    state.subscriber_up.store(true, Ordering::Release);
-                    log::info!("replicator {}: subscribed", state.target);
-                }
-                // The slot moved (sharded pub/sub): find its master again.
-                (Some(b"sunsubscribe"), _) => {
-                    return io::Error::other("Redis ended the subscription: its slot moved");
-                }
-                (Some(kind), Some(Value::Bulk(Some(payload)))) if kind == verbs.message => {
-                    match split_payload(&payload) {
-                        // This node's own, or another node's probe.
-                        Some((node, frame))
-                            if node == state.node.as_bytes() || frame.is_empty() => {}
-                        Some(_) => frames.push(payload.slice(17..)),
-                        None => {
-                            state.dropped.fetch_add(1, Ordering::Relaxed);
-                            log::debug!(
-                                "replicator: a message on the channel is not from a mist node"
-                            );
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        if frames.is_empty() {
-            continue;
-        }
-        state
-            .received
-            .fetch_add(frames.len() as u64, Ordering::Relaxed);
-        let items: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
-        for e in hub.handle_remote_all(&items) {
-            state.dropped.fetch_add(1, Ordering::Relaxed);
-            log::debug!("replicator: a message from another node was refused: {e}");
-        }
-    }
-}
-
-/// A payload's node id (sixteen hex digits) and frame.
-fn split_payload(payload: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (node, rest) = payload.split_at_checked(16)?;
-    let frame = rest.strip_prefix(b" ")?;
-    node.iter()
-        .all(u8::is_ascii_hexdigit)
-        .then_some((node, frame))
 }

@@ -5,8 +5,13 @@
 //! - `redis+unix:///PATH[?db=DB&password=PASSWORD&prefix=NAME]`
 //! - `redis-cluster://HOST:PORT[,HOST:PORT...][?prefix=NAME]`
 //!
-//! Nodes that give the same Redis and the same prefix (default `mist`)
-//! form one broker. A password never appears in what this module prints.
+//! Every form also takes `routing=all` (the default: every node hears
+//! every message) or `routing=tag` (a node hears only messages carrying a
+//! tag its subscriptions are anchored on; see the crate docs).
+//!
+//! Nodes that give the same Redis, the same prefix (default `mist`) and
+//! the same routing form one broker. A password never appears in what this
+//! module prints.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -27,6 +32,19 @@ pub struct Target {
     pub db: u32,
     /// Names this broker's channels.
     pub prefix: String,
+    /// Which messages each node hears.
+    pub routing: Routing,
+}
+
+/// Which messages each node of a broker hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// Every message, on one channel: simplest, and fine for a few nodes.
+    #[default]
+    All,
+    /// Only messages carrying a tag one of its subscriptions is anchored
+    /// on: each message is published once per tag.
+    Tag,
 }
 
 /// How to reach Redis.
@@ -53,6 +71,7 @@ impl fmt::Debug for Target {
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("db", &self.db)
             .field("prefix", &self.prefix)
+            .field("routing", &self.routing)
             .finish()
     }
 }
@@ -67,7 +86,11 @@ impl fmt::Display for Target {
                 write!(f, "redis-cluster://{}", nodes.join(","))?
             }
         }
-        write!(f, " (prefix {})", self.prefix)
+        write!(f, " (prefix {}", self.prefix)?;
+        match self.routing {
+            Routing::All => f.write_str(")"),
+            Routing::Tag => f.write_str(", routing by tag)"),
+        }
     }
 }
 
@@ -118,6 +141,7 @@ impl Target {
             username: None,
             db: 0,
             prefix: DEFAULT_PREFIX.to_string(),
+            routing: Routing::All,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -128,11 +152,22 @@ impl Target {
                         "replicator prefix {value:?}: use 1 to 64 letters, digits, '-', '_', '.' or ':'"
                     )))
                 }
+                "routing" => {
+                    target.routing = match value {
+                        "all" => Routing::All,
+                        "tag" => Routing::Tag,
+                        other => {
+                            return Err(refuse(format!(
+                                "replicator routing {other:?}: use all (every node hears every message) or tag"
+                            )))
+                        }
+                    }
+                }
                 "db" => target.db = parse_db(value)?,
                 "password" => target.password = Some(value.to_string()),
                 other => {
                     return Err(refuse(format!(
-                        "replicator URL: unknown parameter {other:?} (known: prefix, db, password)"
+                        "replicator URL: unknown parameter {other:?} (known: prefix, routing, db, password)"
                     )))
                 }
             }
@@ -266,6 +301,10 @@ mod tests {
                 port: 6379
             }
         );
+        let t = Target::parse("redis://h?routing=tag").unwrap();
+        assert_eq!(t.routing, Routing::Tag);
+        assert!(t.to_string().ends_with("routing by tag)"), "{t}");
+        assert_eq!(Target::parse("redis://h").unwrap().routing, Routing::All);
         let t = Target::parse("redis+unix:///run/redis.sock?db=1&prefix=a.b").unwrap();
         assert_eq!(t.endpoint, Endpoint::Unix("/run/redis.sock".into()));
         assert_eq!((t.db, t.prefix.as_str()), (1, "a.b"));
@@ -295,6 +334,7 @@ mod tests {
             ("redis://host?prefix=", "prefix"),
             ("redis://host?prefix=a%20b", "prefix"),
             ("redis://host?colour=red", "unknown parameter \"colour\""),
+            ("redis://host?routing=fast", "routing \"fast\""),
             ("redis+unix://relative", "absolute socket path"),
             ("redis-cluster://h1:7000?db=2", "no databases"),
             ("redis://:secret@", "has no host"),

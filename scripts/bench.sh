@@ -3,6 +3,11 @@
 # nats-server, with ../shared/pubsub-bench, in alternating runs on fresh
 # servers, three each; prints one table of medians and ratios.
 #   scripts/bench.sh [ROUNDS]          (needs nats-server: apt-get install nats-server)
+# The nodes-* scenarios measure two mist nodes over one redis-server (a
+# publisher on one, 100 subscribers on the other, with `mist bench
+# --subscribe-host`) against redis-server's own pub/sub fan-out to 100
+# subscribers (pubsub-bench --proto redis) on a fresh redis-server; they
+# need redis-server (apt-get install redis-server).
 # Environment: MIST_BENCH_RUNTIMES (default "async-std smol"),
 # MIST_BENCH_SCENARIOS (names from the list below, default all),
 # MIST_BENCH_ARGS (more server flags, e.g. "--shards 1").
@@ -27,6 +32,8 @@ scenarios=(
   "pairs-8|--scenario pairs --pairs 8 --msgs 200000 --size 128"
   "latency|--scenario latency --rate 10000 --duration 5 --size 128"
   "conns|--scenario conns --conns 10000"
+  "nodes-100|--subs 100 --msgs 100000 --size 128"
+  "nodes-100-tag|--subs 100 --msgs 100000 --size 128"
 )
 if [ -n "${MIST_BENCH_SCENARIOS:-}" ]; then
   keep=()
@@ -37,12 +44,66 @@ if [ -n "${MIST_BENCH_SCENARIOS:-}" ]; then
 fi
 
 results=$(mktemp)
-trap 'rm -f "$results"; kill "${server:-}" 2>/dev/null || true' EXIT
+trap 'rm -f "$results"; kill ${server:-} ${redis:-} ${nodes:-} 2>/dev/null || true' EXIT
 port=$($B free-port)
+
+# Starts a throwaway redis-server on $rport; sets $redis.
+start_redis() {
+  rport=$($B free-port)
+  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir /tmp >/dev/null & redis=$!
+  until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
+}
+
+# One run of a nodes-* scenario for $who (nats stands for redis-server's own
+# pub/sub); prints pubsub-bench's JSON line, or the same fields for mist.
+nodes_run() {
+  local who=$1 name=$2 args=$3 query=""
+  [ "$name" = nodes-100-tag ] && query="?routing=tag"
+  start_redis
+  if [ "$who" = nats ]; then
+    # shellcheck disable=SC2086
+    $B --proto redis --addr "127.0.0.1:$rport" --scenario fanout $args --server-pid "$redis" --quiet 2>/dev/null || true
+  else
+    local a b out
+    a=$($B free-port); b=$($B free-port)
+    nodes=""
+    for p in "$a" "$b"; do
+      # shellcheck disable=SC2086
+      "$MIST" --server --runtime "$who" --listeners "tcp://127.0.0.1:$p" --log-level error \
+        --replicator "redis://127.0.0.1:$rport$query" ${MIST_BENCH_ARGS:-} & nodes="$nodes $!"
+    done
+    sleep 1
+    # shellcheck disable=SC2086
+    out=$("$MIST" bench --host "127.0.0.1:$a" --subscribe-host "127.0.0.1:$b" $args 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    kill $nodes 2>/dev/null || true
+    # shellcheck disable=SC2086
+    wait $nodes 2>/dev/null || true
+    nodes=""
+    python3 -c '
+import json, re, sys
+text = sys.stdin.read()
+rate = re.search(r"^delivered\s+\d+ msgs in\s+[\d.]+ s\s+([\d.]+) msg/s", text, re.M)
+loss = re.search(r"^loss\s+([\d.]+)%", text, re.M)
+print(json.dumps({"deliver_rate": float(rate.group(1)) if rate else None,
+                  "loss_pct": float(loss.group(1)) if loss else None}))' <<<"$out"
+  fi
+  kill "$redis" 2>/dev/null || true
+  wait "$redis" 2>/dev/null || true
+}
+
 for round in $(seq "$rounds"); do
   for s in "${scenarios[@]}"; do
     name=${s%%|*}
     args=${s#*|}
+    if [[ $name == nodes-* ]]; then
+      command -v redis-server >/dev/null || { echo "skipping $name: redis-server is needed (apt-get install redis-server)" >&2; continue; }
+      for who in nats $runtimes; do
+        echo "$who|$name|$(nodes_run "$who" "$name" "$args")" >>"$results"
+      done
+      echo "round $round: $name done" >&2
+      continue
+    fi
     for who in nats $runtimes; do
       if [ "$who" = nats ]; then
         nats-server -a 127.0.0.1 -p "$port" >/dev/null 2>&1 & server=$!
@@ -101,4 +162,6 @@ for name, by in rows.items():
         shown = f"{base/(1e6 if key == 'deliver_rate' else 1):.2f}" if base else "-"
         print(f"{name:<11} {label:<16} {shown:>12} " + " ".join(cells))
 print("ratios: mist over nats-server for rates; nats-server over mist for times, latencies and memory (above 1 is better for mist)")
+print("nodes-*: two mist nodes over one redis-server, 1 publisher on one and 100 subscribers on the other (-tag: ?routing=tag);")
+print("         the base column there is redis-server's own fan-out to 100 subscribers, not nats-server")
 EOF

@@ -323,8 +323,8 @@ fn a_password_and_a_unix_socket_work_and_a_wrong_password_is_reported_without_it
         ["through a password and a socket"]
     );
 
-    // A Redis 6 ACL user.
-    redis_cli_acl(port);
+    // A Redis 6 ACL user with only the rights the README lists.
+    redis_cli_acl(port, "mist", "mist");
     let as_user = format!("redis://mist:n0de-pass@127.0.0.1:{port}");
     let third = Server::start_with(&["--replicator", &as_user]);
     wait_for_log(&third, "subscribed");
@@ -333,6 +333,19 @@ fn a_password_and_a_unix_socket_work_and_a_wrong_password_is_reported_without_it
     first.connect().publish(&["t"], "to an ACL user's node");
     assert_eq!(collect(&mut on_third, 1), ["to an ACL user's node"]);
     assert_eq!(collect(&mut subscriber, 1), ["to an ACL user's node"]);
+    // The same, routing by tag, on a broker of its own.
+    redis_cli_acl(port, "lean", "lean");
+    let lean = format!("redis://lean:n0de-pass@127.0.0.1:{port}?prefix=lean&routing=tag");
+    let (fourth, fifth) = (
+        Server::start_with(&["--replicator", &lean]),
+        Server::start_with(&["--replicator", &lean]),
+    );
+    wait_for_log(&fourth, "subscribed");
+    wait_for_log(&fifth, "subscribed");
+    let mut on_fifth = fifth.connect();
+    on_fifth.subscribe(&["t"]);
+    fourth.connect().publish(&["t"], "by tag, as an ACL user");
+    assert_eq!(collect(&mut on_fifth, 1), ["by tag, as an ACL user"]);
 
     let wrong = format!("redis://:hunter2@127.0.0.1:{port}");
     let refused = Server::start_with(&["--replicator", &wrong]);
@@ -659,21 +672,16 @@ fn mist_bench_measures_fan_out_across_nodes() {
     assert!(text.contains("(0 of 1500 deliveries missing)"), "{text}");
 }
 
-/// Adds the ACL user `mist` (password `n0de-pass`) to the Redis on `port`,
-/// whose default user has the password `s3cret`.
-fn redis_cli_acl(port: u16) {
+/// Adds the ACL user `user` (password `n0de-pass`) with only what the
+/// README says a node needs for the broker on `prefix`, to the Redis on
+/// `port`, whose default user has the password `s3cret`.
+fn redis_cli_acl(port: u16, user: &str, prefix: &str) {
     let out = std::process::Command::new("redis-cli")
         .args(["-p", &port.to_string(), "--no-auth-warning", "-a", "s3cret"])
-        .args([
-            "ACL",
-            "SETUSER",
-            "mist",
-            "on",
-            ">n0de-pass",
-            "~*",
-            "&*",
-            "+@all",
-        ])
+        .args(["ACL", "SETUSER", user, "on", ">n0de-pass"])
+        .arg(format!("&{prefix}"))
+        .arg(format!("&{{{prefix}}}:*"))
+        .args(["+@pubsub", "+ping", "+cluster|slots"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");

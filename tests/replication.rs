@@ -712,6 +712,15 @@ fn seed_table(routing: Routing) {
             }
         }
     }
+    // And over Server-Sent Events.
+    let mut events: Vec<(usize, support::EventStream)> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, tags)| {
+            let path = format!("/subscribe?tags={}", tags.join(","));
+            (i, support::EventStream::open(nodes[2].http(), &path))
+        })
+        .collect();
     let mut publisher = nodes[0].client(Transport::Ws);
     for tags in sets {
         publisher.publish(tags, &tags.join("+"));
@@ -724,6 +733,12 @@ fn seed_table(routing: Routing) {
     for (i, client) in &mut subscribers {
         assert_eq!(collect(client, want[*i].len()), want[*i], "set {i}");
         nothing_more(client);
+    }
+    for (i, stream) in &mut events {
+        let got: Vec<String> = (0..want[*i].len())
+            .map(|_| stream.next().data.unwrap_or_default())
+            .collect();
+        assert_eq!(got, want[*i], "set {i} over SSE");
     }
 }
 
@@ -822,6 +837,12 @@ fn routing_by_tag_a_subscribe_answered_misses_nothing_published_elsewhere() {
         assert_eq!(collect(&mut subscriber, 1), ["once"]);
         kept.push(subscriber);
     }
+    // An SSE stream starts only once its subscription is heard, too.
+    let started = Instant::now();
+    let mut events = support::EventStream::open(second.http(), "/subscribe?tags=over-sse");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    publisher.publish(&["over-sse"], "once");
+    assert_eq!(events.next().data.as_deref(), Some("once"));
     // A second subscription on an anchor already heard is not held.
     let mut again = second.connect();
     let started = Instant::now();

@@ -183,6 +183,16 @@ impl Session {
         self.hub.command(self.conn, request)
     }
 
+    /// Waits until what the commands given with [`Session::command`] wait
+    /// for is done: a subscription whose anchor other nodes' messages are
+    /// not heard on yet (routing by tag; see [`Hub::route_by_tag`]). Call
+    /// it before [`Session::run`], which then waits for itself.
+    pub async fn applied(&self) {
+        while self.hub.progress(self.conn).flow == Flow::Wait {
+            self.link.room.wait().await;
+        }
+    }
+
     /// Runs the connection: lines from `inbound` go to the engine in order,
     /// frames for this client go out through `outbound`. When the client
     /// stops sending, its subscriptions end, what is already queued for it is

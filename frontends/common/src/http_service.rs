@@ -102,7 +102,7 @@ impl<R: Runtime> HttpService<R> {
                 response.set_content_type(text);
                 response
             }
-            (Method::Get, "/subscribe") => self.events(&request),
+            (Method::Get, "/subscribe") => self.events(&request).await,
             (Method::Get, "/subscribe/websocket") => self.websocket(&request).await,
             (method, path @ ("/ping" | "/publish" | "/subscribe" | "/subscribe/websocket" | "/stats" | "/metrics")) => {
                 let allowed = if path == "/publish" { "POST" } else { "GET" };
@@ -379,8 +379,9 @@ impl<R: Runtime> HttpService<R> {
     }
 
     /// `GET /subscribe?tags=a,b`: Server-Sent Events, one per delivery. The
-    /// subscription is in place before the response starts.
-    fn events(&self, request: &HttpRequest) -> Response {
+    /// subscription is in place (on a node routing by tag, heard from the
+    /// other nodes too) before the response starts.
+    async fn events(&self, request: &HttpRequest) -> Response {
         let tags: Vec<String> = request
             .url()
             .query_pairs()
@@ -401,6 +402,7 @@ impl<R: Runtime> HttpService<R> {
                 &e,
             );
         }
+        session.applied().await;
         // No room in the channel: a batch is handed over only when the body
         // takes it, so what the client has not read counts in its outbox.
         let (events, stream) = mpsc::channel(0);

@@ -27,6 +27,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   install_for_tests redis-server "the replication tests" || true
 fi
 
+# The TLS tests talk to the server with curl (https, SSE) and openssl
+# s_client (tls://), as users do; CI must run them.
+if ! command -v curl >/dev/null 2>&1; then
+  install_for_tests curl "the TLS tests' curl part" || true
+fi
+
 # The browser test needs Chromium; CI must run it.
 if ! command -v chromium >/dev/null 2>&1; then
   install_for_tests chromium "the browser test" || true
@@ -48,9 +54,10 @@ echo "== the fuzz target still builds"
 cargo check --manifest-path fuzz/Cargo.toml --locked --quiet
 
 # The PostgreSQL authenticator is tested against a real server, over TLS
-# too, with certificates made by openssl.
+# too, with certificates made by openssl; the TLS tests use openssl
+# s_client, and the browser test openssl to fingerprint a certificate.
 if ! command -v openssl >/dev/null 2>&1; then
-  install_for_tests openssl "the PostgreSQL TLS test" || true
+  install_for_tests openssl "the PostgreSQL TLS test, the TLS tests' openssl part and the browser test" || true
 fi
 source scripts/postgres.sh
 start_postgres

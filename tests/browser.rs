@@ -4,6 +4,8 @@
 //! allows with `--cors-origin`, as the README says a web application must.
 //! It forwards everything the snippets `console.log` to the test by
 //! publishing it to mist, so the test reads the browser's output over TCP.
+//! The snippets run over TLS too (`wss://`, and an EventSource on
+//! `https://`), with the browser trusting the test's server certificate.
 //!
 //! In CI (`CI` set) Chromium must be present — `scripts/test.sh` installs it;
 //! on a developer machine without it the test is skipped with a notice.
@@ -85,7 +87,9 @@ impl PageServer {
 }
 
 impl Browser {
-    fn open(chromium: &Path, name: &str, url: &str) -> Browser {
+    /// `trusting` is the base64 SHA-256 of a certificate's public key the
+    /// browser accepts without a CA (the test's own server certificate).
+    fn open(chromium: &Path, name: &str, url: &str, trusting: &str) -> Browser {
         let dir = std::env::temp_dir().join(format!("mist-browser-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new(chromium)
@@ -100,6 +104,7 @@ impl Browser {
                 "--disable-sync",
             ])
             .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            .arg(format!("--ignore-certificate-errors-spki-list={trusting}"))
             .arg(url)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -163,10 +168,33 @@ fn wait_for_logs(logs: &mut Client, wanted: &[String]) -> Vec<String> {
     seen
 }
 
+/// The base64 SHA-256 of the public key of the certificate at `pem`, as
+/// Chromium's `--ignore-certificate-errors-spki-list` takes it.
+fn spki_hash(pem: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -pubkey -noout -in {pem} | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64"
+        ))
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn snippets_work_on(runtime: &str, chromium: &Path) {
     let pages = PageServer::bind();
     let origin = pages.origin.clone();
-    let server = Server::start_on(runtime, &["--cors-origin", &origin]);
+    let certs = support::Certs::new();
+    let mut args = vec!["--cors-origin".to_string(), origin.clone()];
+    args.extend(certs.server_flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let schemes = ["tcp", "ws", "http", "wss", "https"];
+    let server = Server::start_listening(runtime, &schemes, &args, &[]);
     let mut logs = server.connect();
     logs.subscribe(&["browser-log"]);
     let websocket = readme_snippet("<!-- browser: websocket -->");
@@ -181,16 +209,27 @@ fn snippets_work_on(runtime: &str, chromium: &Path) {
             readme_snippet("<!-- browser: eventsource -->").replace("localhost:8080", http);
         snippets.push(("[sse]", events));
     }
+    // The same snippets over TLS: a WebSocket on the wss:// listener, and
+    // an EventSource on the https:// one.
+    let wss = websocket
+        .replace("ws://", "wss://")
+        .replace("localhost:8888", &localhost(&server.listeners["wss"]));
+    snippets.push(("[wss]", wss));
+    let https_events = readme_snippet("<!-- browser: eventsource -->")
+        .replace("http://", "https://")
+        .replace("localhost:8080", &localhost(&server.listeners["https"]));
+    snippets.push(("[https-sse]", https_events));
     let page = page(&format!("ws://{}/", server.listeners["ws"]), &snippets);
     pages.serve(page);
-    let _browser = Browser::open(chromium, runtime, &format!("{origin}/"));
+    let trusting = spki_hash(&certs.path("server.pem"));
+    let _browser = Browser::open(chromium, runtime, &format!("{origin}/"), &trusting);
 
     // Each WebSocket snippet subscribes, then pings: its pong means it is
     // subscribed. The EventSource snippet is subscribed once it is open.
     let ready: Vec<String> = snippets
         .iter()
         .map(|(label, _)| match *label {
-            "[sse]" => "[sse] Events open".to_string(),
+            "[sse]" | "[https-sse]" => format!("{label} Events open"),
             label => format!(r#"{label} Response! {{"command":"ping","data":"pong"}}"#),
         })
         .collect();
@@ -201,11 +240,17 @@ fn snippets_work_on(runtime: &str, chromium: &Path) {
     let received: Vec<String> = snippets
         .iter()
         .map(|(label, _)| match *label {
-            "[sse]" => format!("[sse] Event! {delivery}"),
+            "[sse]" | "[https-sse]" => format!("{label} Event! {delivery}"),
             label => format!("{label} Response! {delivery}"),
         })
         .collect();
     wait_for_logs(&mut logs, &received);
+}
+
+/// `localhost:PORT` for a listener's `127.0.0.1:PORT`: the name the test
+/// certificate is for, as a page would use it.
+fn localhost(addr: &str) -> String {
+    format!("localhost:{}", addr.rsplit_once(':').unwrap().1)
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! at a fixed rate and reports percentiles. Both use plain blocking sockets so
 //! that the tool, not the server, stays simple.
 
-use crate::client::Connection;
+use crate::client::{client_command, Client, Connection, Endpoint};
+use crate::tls::TlsFlags;
 use crate::{default_host, Failure};
 use argh::FromArgs;
 use mist_proto::Request;
@@ -18,39 +19,33 @@ use std::time::{Duration, Instant};
 const IDLE: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(100);
 
-#[derive(FromArgs)]
-/// measure a running server: fan-out throughput and loss, or latency
-#[argh(subcommand, name = "bench")]
-pub struct Bench {
-    /// fanout (S subscribers on one tag, one publisher sending N messages as
-    /// fast as it can) or latency (one publisher at a fixed rate, one subscriber)
-    #[argh(option, default = "String::from(\"fanout\")")]
-    mode: String,
-    /// subscribers in fan-out mode (default: 10)
-    #[argh(option, default = "10")]
-    subs: usize,
-    /// messages to publish in fan-out mode (default: 100000)
-    #[argh(option, default = "100_000")]
-    msgs: u64,
-    /// payload bytes per message (default: 128)
-    #[argh(option, default = "128")]
-    size: usize,
-    /// messages per second in latency mode (default: 10000)
-    #[argh(option, default = "10_000")]
-    rate: u64,
-    /// seconds to run in latency mode (default: 5)
-    #[argh(option, default = "5.0")]
-    duration: f64,
-    /// server address (default: 127.0.0.1:1445)
-    #[argh(option, default = "default_host()")]
-    host: String,
-    /// where the fan-out subscribers connect, if not --host: another node
-    /// of the same broker, to measure delivery across nodes
-    #[argh(option)]
-    subscribe_host: Option<String>,
-    /// token for a server with authentication (sent as the first message)
-    #[argh(option)]
-    token: Option<String>,
+client_command! {
+    /// measure a running server: fan-out throughput and loss, or latency
+    "bench" struct Bench {
+        /// fanout (S subscribers on one tag, one publisher sending N messages as
+        /// fast as it can) or latency (one publisher at a fixed rate, one subscriber)
+        #[argh(option, default = "String::from(\"fanout\")")]
+        mode: String,
+        /// subscribers in fan-out mode (default: 10)
+        #[argh(option, default = "10")]
+        subs: usize,
+        /// messages to publish in fan-out mode (default: 100000)
+        #[argh(option, default = "100_000")]
+        msgs: u64,
+        /// payload bytes per message (default: 128)
+        #[argh(option, default = "128")]
+        size: usize,
+        /// messages per second in latency mode (default: 10000)
+        #[argh(option, default = "10_000")]
+        rate: u64,
+        /// seconds to run in latency mode (default: 5)
+        #[argh(option, default = "5.0")]
+        duration: f64,
+        /// where the fan-out subscribers connect, if not --host: another node
+        /// of the same broker, to measure delivery across nodes
+        #[argh(option)]
+        subscribe_host: Option<String>,
+    }
 }
 
 pub fn run(cmd: &Bench) -> Result<(), Failure> {
@@ -80,9 +75,10 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
     let start_line = Arc::new(Barrier::new(cmd.subs + 1));
     let published = Arc::new(AtomicBool::new(false));
     let mut subscribers = Vec::new();
-    let subscribe_host = cmd.subscribe_host.as_deref().unwrap_or(&cmd.host);
+    let endpoint = cmd.endpoint()?;
+    let subscribers_at = endpoint.at(cmd.subscribe_host.as_deref().unwrap_or(&cmd.host));
     for _ in 0..cmd.subs {
-        let mut conn = Connection::open(subscribe_host, cmd.token.as_deref())?;
+        let mut conn = subscribers_at.open()?;
         conn.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
         let (start_line, published, expected) = (start_line.clone(), published.clone(), cmd.msgs);
         subscribers.push(thread::spawn(move || {
@@ -90,7 +86,7 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
             count_lines(conn, expected, &published)
         }));
     }
-    let mut publisher = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    let mut publisher = endpoint.open()?;
     let line = Request::new("publish")
         .tags([tag.as_str()])
         .data("x".repeat(cmd.size))
@@ -190,7 +186,8 @@ fn latency(cmd: &Bench) -> Result<(), Failure> {
     let total = (cmd.rate as f64 * cmd.duration).ceil() as u64;
     let epoch = Instant::now();
     let published = Arc::new(AtomicBool::new(false));
-    let mut subscriber = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    let endpoint = cmd.endpoint()?;
+    let mut subscriber = endpoint.open()?;
     subscriber.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
     let receiving = {
         let published = published.clone();
@@ -220,7 +217,7 @@ fn latency(cmd: &Bench) -> Result<(), Failure> {
             Ok(latencies)
         })
     };
-    let mut publisher = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    let mut publisher = endpoint.open()?;
     let interval = Duration::from_secs_f64(1.0 / cmd.rate as f64);
     let padding = "x".repeat(cmd.size.saturating_sub(20));
     let start = Instant::now();

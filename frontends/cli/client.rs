@@ -1,124 +1,165 @@
 //! The client subcommands: one blocking connection to a running server.
 
+use crate::tls::{Stream, TlsFlags};
 use crate::{default_host, split_tags, Failure};
 use argh::FromArgs;
 use mist_proto::{LineDecoder, Message, ProtoError, Request, DEFAULT_MAX_LINE};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a command waits for the server's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(FromArgs)]
-/// ping a running mist server and print the round-trip time
-#[argh(subcommand, name = "ping")]
-pub struct Ping {
-    /// server address (default: 127.0.0.1:1445)
-    #[argh(option, default = "default_host()")]
-    host: String,
-    /// token for a server with authentication (sent as the first message)
-    #[argh(option)]
-    token: Option<String>,
+/// Declares a client subcommand: its own fields, then the ones every
+/// client command shares (where the server is, the token, TLS), and
+/// [`Client::endpoint`] over them.
+macro_rules! client_command {
+    // A field's type is taken apart into identifiers, which argh's derive
+    // can read (it tells `Option` and `Vec` fields by their tokens).
+    ($(#[$meta:meta])* $name:literal struct $command:ident {
+        $($(#[$field_meta:meta])* $field:ident: $type:ident $(<$inner:ident>)?,)*
+    }) => {
+        #[derive(FromArgs)]
+        $(#[$meta])*
+        #[argh(subcommand, name = $name)]
+        pub struct $command {
+            $($(#[$field_meta])* pub $field: $type $(<$inner>)?,)*
+            /// server address (default: 127.0.0.1:1445)
+            #[argh(option, default = "default_host()")]
+            pub host: String,
+            /// token for a server with authentication (sent as the first message)
+            #[argh(option)]
+            pub token: Option<String>,
+            /// connect over TLS (a tls:// listener), checking the server's
+            /// certificate against the public CAs
+            #[argh(switch)]
+            pub tls: bool,
+            /// PEM CA certificates to check the server's certificate against
+            /// instead (implies --tls)
+            #[argh(option)]
+            pub tls_ca: Option<String>,
+            /// PEM client certificate, for a server that wants one (with
+            /// --tls-key; implies --tls)
+            #[argh(option)]
+            pub tls_cert: Option<String>,
+            /// PEM key of --tls-cert
+            #[argh(option)]
+            pub tls_key: Option<String>,
+        }
+
+        impl Client for $command {
+            fn endpoint(&self) -> Result<Endpoint, Failure> {
+                let flags = TlsFlags {
+                    tls: self.tls,
+                    ca: self.tls_ca.clone(),
+                    cert: self.tls_cert.clone(),
+                    key: self.tls_key.clone(),
+                };
+                Ok(Endpoint {
+                    host: self.host.clone(),
+                    token: self.token.clone(),
+                    tls: flags.config()?,
+                })
+            }
+        }
+    };
 }
 
-#[derive(FromArgs)]
-/// publish a message
-#[argh(subcommand, name = "publish")]
-pub struct Publish {
-    /// comma-separated tags of the message
-    #[argh(option)]
-    tags: String,
-    /// the message's data
-    #[argh(option, default = "String::new()")]
-    data: String,
-    /// server address (default: 127.0.0.1:1445)
-    #[argh(option, default = "default_host()")]
-    host: String,
-    /// token for a server with authentication (sent as the first message)
-    #[argh(option)]
-    token: Option<String>,
+/// Where a client command connects and how.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub token: Option<String>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-#[derive(FromArgs)]
-/// subscribe to tags and print each message received as a JSON line
-#[argh(subcommand, name = "subscribe")]
-pub struct Subscribe {
-    /// comma-separated tags; a message must carry all of them
-    #[argh(option)]
-    tags: String,
-    /// exit after this many messages (default: run until interrupted)
-    #[argh(option)]
-    count: Option<u64>,
-    /// server address (default: 127.0.0.1:1445)
-    #[argh(option, default = "default_host()")]
-    host: String,
-    /// token for a server with authentication (sent as the first message)
-    #[argh(option)]
-    token: Option<String>,
+impl Endpoint {
+    /// The same server options at another address.
+    pub fn at(&self, host: &str) -> Endpoint {
+        Endpoint {
+            host: host.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// A new connection, authenticated when there is a token.
+    pub fn open(&self) -> Result<Connection, Failure> {
+        Connection::open(self)
+    }
 }
 
-#[derive(FromArgs)]
-/// send an unsubscribe (subscriptions belong to a connection, so this only
-/// checks that the server accepts the command)
-#[argh(subcommand, name = "unsubscribe")]
-pub struct Unsubscribe {
-    /// comma-separated tags
-    #[argh(option)]
-    tags: String,
-    /// server address (default: 127.0.0.1:1445)
-    #[argh(option, default = "default_host()")]
-    host: String,
-    /// token for a server with authentication (sent as the first message)
-    #[argh(option)]
-    token: Option<String>,
+/// A client command's endpoint.
+pub trait Client {
+    fn endpoint(&self) -> Result<Endpoint, Failure>;
 }
 
-#[derive(FromArgs)]
-/// print how many connections and subscribers the server has
-#[argh(subcommand, name = "who")]
-pub struct Who {
-    /// server address (default: 127.0.0.1:1445)
-    #[argh(option, default = "default_host()")]
-    host: String,
-    /// token for a server with authentication (sent as the first message)
-    #[argh(option)]
-    token: Option<String>,
+client_command! {
+    /// ping a running mist server and print the round-trip time
+    "ping" struct Ping {}
 }
 
-#[derive(FromArgs)]
-/// print every subscribed tag set across all connections (the server token
-/// is needed when authentication is on)
-#[argh(subcommand, name = "listall")]
-pub struct Listall {
-    /// server address (default: 127.0.0.1:1445)
-    #[argh(option, default = "default_host()")]
-    host: String,
-    /// token for a server with authentication (sent as the first message)
-    #[argh(option)]
-    token: Option<String>,
+client_command! {
+    /// publish a message
+    "publish" struct Publish {
+        /// comma-separated tags of the message
+        #[argh(option)]
+        tags: String,
+        /// the message's data
+        #[argh(option, default = "String::new()")]
+        data: String,
+    }
 }
 
-#[derive(FromArgs)]
-/// print the list reply for this command's own connection, optionally after
-/// subscribing it to some tag sets
-#[argh(subcommand, name = "list")]
-pub struct List {
-    /// comma-separated tags to subscribe first; repeat for several sets
-    #[argh(option)]
-    subscribe: Vec<String>,
-    /// server address (default: 127.0.0.1:1445)
-    #[argh(option, default = "default_host()")]
-    host: String,
-    /// token for a server with authentication (sent as the first message)
-    #[argh(option)]
-    token: Option<String>,
+client_command! {
+    /// subscribe to tags and print each message received as a JSON line
+    "subscribe" struct Subscribe {
+        /// comma-separated tags; a message must carry all of them
+        #[argh(option)]
+        tags: String,
+        /// exit after this many messages (default: run until interrupted)
+        #[argh(option)]
+        count: Option<u64>,
+    }
 }
+
+client_command! {
+    /// send an unsubscribe (subscriptions belong to a connection, so this only
+    /// checks that the server accepts the command)
+    "unsubscribe" struct Unsubscribe {
+        /// comma-separated tags
+        #[argh(option)]
+        tags: String,
+    }
+}
+
+client_command! {
+    /// print how many connections and subscribers the server has
+    "who" struct Who {}
+}
+
+client_command! {
+    /// print every subscribed tag set across all connections (the server token
+    /// is needed when authentication is on)
+    "listall" struct Listall {}
+}
+
+client_command! {
+    /// print the list reply for this command's own connection, optionally after
+    /// subscribing it to some tag sets
+    "list" struct List {
+        /// comma-separated tags to subscribe first; repeat for several sets
+        #[argh(option)]
+        subscribe: Vec<String>,
+    }
+}
+
+pub(crate) use client_command;
 
 /// A blocking line-protocol connection.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     decoder: LineDecoder,
     received: VecDeque<Result<Message, ProtoError>>,
     buf: Vec<u8>,
@@ -126,31 +167,21 @@ pub struct Connection {
 
 impl Connection {
     /// Connects, and authenticates first when given a token.
-    pub fn open(host: &str, token: Option<&str>) -> Result<Connection, Failure> {
-        let mut connection = Connection::connect(host)?;
-        if let Some(token) = token {
+    pub fn open(endpoint: &Endpoint) -> Result<Connection, Failure> {
+        let mut connection = Connection {
+            stream: Stream::connect(&endpoint.host, endpoint.tls.as_ref())?,
+            decoder: LineDecoder::new(DEFAULT_MAX_LINE * 2),
+            received: VecDeque::new(),
+            buf: vec![0; 64 * 1024],
+        };
+        if let Some(token) = &endpoint.token {
             connection.send(&Request::new("auth").data(token))?;
         }
         Ok(connection)
     }
 
-    fn connect(host: &str) -> Result<Connection, Failure> {
-        let stream = TcpStream::connect(host).map_err(|e| {
-            Failure::Failed(format!(
-                "cannot connect to mist at {host}: {e} (is `mist --server` running there?)"
-            ))
-        })?;
-        stream.set_nodelay(true)?;
-        Ok(Connection {
-            stream,
-            decoder: LineDecoder::new(DEFAULT_MAX_LINE * 2),
-            received: VecDeque::new(),
-            buf: vec![0; 64 * 1024],
-        })
-    }
-
     /// Gives up the protocol decoding; frames not yet consumed are discarded.
-    pub fn into_stream(self) -> TcpStream {
+    pub fn into_stream(self) -> Stream {
         self.stream
     }
 
@@ -247,7 +278,7 @@ fn tags_of(option: &str) -> Result<Vec<String>, Failure> {
 }
 
 pub fn ping(cmd: &Ping) -> Result<(), Failure> {
-    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    let mut conn = cmd.endpoint()?.open()?;
     let start = Instant::now();
     conn.send(&Request::new("ping"))?;
     let reply = conn.reply()?;
@@ -264,20 +295,16 @@ pub fn publish(cmd: &Publish) -> Result<(), Failure> {
     let request = Request::new("publish")
         .tags(tags_of(&cmd.tags)?)
         .data(&cmd.data);
-    Connection::open(&cmd.host, cmd.token.as_deref())?
-        .confirm(&request)
-        .map(drop)
+    cmd.endpoint()?.open()?.confirm(&request).map(drop)
 }
 
 pub fn unsubscribe(cmd: &Unsubscribe) -> Result<(), Failure> {
     let request = Request::new("unsubscribe").tags(tags_of(&cmd.tags)?);
-    Connection::open(&cmd.host, cmd.token.as_deref())?
-        .confirm(&request)
-        .map(drop)
+    cmd.endpoint()?.open()?.confirm(&request).map(drop)
 }
 
 pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
-    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    let mut conn = cmd.endpoint()?.open()?;
     let tags = tags_of(&cmd.tags)?;
     let early = conn.confirm(&Request::new("subscribe").tags(&tags))?;
     eprintln!(
@@ -312,7 +339,7 @@ pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
 }
 
 pub fn who(cmd: &Who) -> Result<(), Failure> {
-    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    let mut conn = cmd.endpoint()?.open()?;
     conn.send(&Request::new("who"))?;
     let reply = conn.reply()?;
     println!("{}", reply.data.unwrap_or_default());
@@ -320,7 +347,7 @@ pub fn who(cmd: &Who) -> Result<(), Failure> {
 }
 
 pub fn listall(cmd: &Listall) -> Result<(), Failure> {
-    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    let mut conn = cmd.endpoint()?.open()?;
     conn.send(&Request::new("listall"))?;
     let reply = conn.reply()?;
     println!("{}", serde_json::to_string(&reply)?);
@@ -328,7 +355,7 @@ pub fn listall(cmd: &Listall) -> Result<(), Failure> {
 }
 
 pub fn list(cmd: &List) -> Result<(), Failure> {
-    let mut conn = Connection::open(&cmd.host, cmd.token.as_deref())?;
+    let mut conn = cmd.endpoint()?.open()?;
     for tags in &cmd.subscribe {
         conn.confirm(&Request::new("subscribe").tags(tags_of(tags)?))?;
     }

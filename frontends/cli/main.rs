@@ -8,6 +8,7 @@ mod bench;
 mod client;
 mod server;
 mod settings;
+mod tls;
 
 use argh::FromArgs;
 #[global_allocator]
@@ -93,6 +94,19 @@ struct Cli {
     #[argh(option)]
     replicator: Option<String>,
 
+    /// PEM certificate chain for the tls://, wss:// and https:// listeners
+    #[argh(option)]
+    tls_cert: Option<String>,
+
+    /// PEM private key of --tls-cert
+    #[argh(option)]
+    tls_key: Option<String>,
+
+    /// PEM CA certificates: only clients presenting a certificate signed by
+    /// one of them get in on the TLS listeners (mutual TLS)
+    #[argh(option)]
+    tls_client_ca: Option<String>,
+
     /// seconds to let connections flush what is queued for them after
     /// SIGINT or SIGTERM before exiting (default: 10)
     #[argh(option)]
@@ -150,7 +164,8 @@ struct Cli {
     pace_timeout_ms: Option<u64>,
 
     /// seconds a client of a ws:// listener has to finish its WebSocket
-    /// handshake (default: 10)
+    /// handshake, and a client of a TLS listener its TLS handshake
+    /// (default: 10)
     #[argh(option)]
     handshake_timeout: Option<u64>,
 

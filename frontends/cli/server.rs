@@ -5,7 +5,8 @@ use crate::settings::Settings;
 use crate::{Cli, Failure};
 use mist_auth::Registry;
 use mist_engine::Config;
-use mist_frontend::listener::{split_uris, DEFAULT_LISTENERS};
+use mist_frontend::listener::{split_uris, ListenerSpec, DEFAULT_LISTENERS, TLS_SCHEMES};
+use mist_frontend::tls::{Tls, TlsFiles};
 use mist_frontend::{Hub, ListenerOptions};
 use mist_replicator::{Replicator, Target};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
@@ -61,7 +62,20 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
             defaults.header_timeout,
         )?,
         body_timeout: seconds("body-timeout", settings.body_timeout, defaults.body_timeout)?,
+        tls: tls(&settings)?.map(Arc::new),
     };
+    if listener_options.tls.is_none() {
+        // Said before anything is bound, as the usage error it is.
+        for uri in &uris {
+            if let Ok(spec) = ListenerSpec::parse(uri) {
+                if TLS_SCHEMES.contains(&spec.scheme.as_str()) {
+                    return Err(Failure::Usage(format!(
+                        "the listener {spec} needs a certificate: give --tls-cert and --tls-key"
+                    )));
+                }
+            }
+        }
+    }
     let runtime = settings.runtime.as_deref().unwrap_or("async-std");
     if !["async-std", "smol"].contains(&runtime) {
         return Err(Failure::Usage(format!(
@@ -99,6 +113,29 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// The TLS files the settings name, read and checked; none without
+/// `tls-cert`.
+fn tls(settings: &Settings) -> Result<Option<Tls>, Failure> {
+    let files = match (&settings.tls_cert, &settings.tls_key) {
+        (None, None) if settings.tls_client_ca.is_some() => {
+            return Err(Failure::Usage(
+                "--tls-client-ca needs --tls-cert and --tls-key".into(),
+            ))
+        }
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err(Failure::Usage("--tls-cert needs --tls-key".into())),
+        (None, Some(_)) => return Err(Failure::Usage("--tls-key needs --tls-cert".into())),
+        (Some(cert), Some(key)) => TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: settings.tls_client_ca.as_ref().map(Into::into),
+        },
+    };
+    Tls::load(files)
+        .map(Some)
+        .map_err(|e| Failure::Usage(e.to_string()))
 }
 
 /// A duration of at least one second from a setting, or the default.

@@ -55,13 +55,25 @@ impl Server {
 
     /// Like [`Server::start_on`], with environment variables set.
     pub fn start_with_env(runtime: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_listening(runtime, &SCHEMES, args, env)
+    }
+
+    /// Starts a server on `runtime` with a listener of each of `schemes`
+    /// (TCP first) on free ports and waits until they listen.
+    pub fn start_listening(
+        runtime: &str,
+        schemes: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let listeners: Vec<String> = schemes
+            .iter()
+            .map(|scheme| format!("{scheme}://127.0.0.1:0"))
+            .collect();
         let mut child = mist()
             .envs(env.iter().copied())
             .args(["--server", "--runtime", runtime, "--log-level", "debug"])
-            .args([
-                "--listeners",
-                "tcp://127.0.0.1:0,ws://127.0.0.1:0,http://127.0.0.1:0",
-            ])
+            .args(["--listeners", &listeners.join(",")])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -84,7 +96,7 @@ impl Server {
             }
         });
         let mut listeners = HashMap::new();
-        while listeners.len() < SCHEMES.len() {
+        while listeners.len() < schemes.len() {
             let (scheme, addr) = listening
                 .recv_timeout(TIMEOUT)
                 .unwrap_or_else(|_| panic!("server did not start: {:?}", log.lock().unwrap()));
@@ -92,7 +104,7 @@ impl Server {
         }
         Server {
             child,
-            addr: listeners["tcp"].clone(),
+            addr: listeners[schemes[0]].clone(),
             listeners,
             log,
         }
@@ -242,9 +254,49 @@ pub enum Transport {
     HttpWs,
 }
 
+/// The line protocol's stream: plain, or TLS.
+pub enum LineStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl LineStream {
+    fn tcp(&mut self) -> &mut TcpStream {
+        match self {
+            LineStream::Plain(stream) => stream,
+            LineStream::Tls(stream) => &mut stream.sock,
+        }
+    }
+}
+
+impl Read for LineStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            LineStream::Plain(stream) => stream.read(buf),
+            LineStream::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for LineStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            LineStream::Plain(stream) => stream.write(buf),
+            LineStream::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            LineStream::Plain(stream) => stream.flush(),
+            LineStream::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
 enum Wire {
     Lines {
-        stream: TcpStream,
+        stream: LineStream,
         decoder: LineDecoder,
     },
     WebSocket(Box<WebSocket<MaybeTlsStream<TcpStream>>>),
@@ -260,11 +312,45 @@ impl Client {
     pub fn tcp(addr: &str) -> Client {
         let stream = TcpStream::connect(addr).expect("connect to the server");
         stream.set_nodelay(true).unwrap();
+        Client::lines(LineStream::Plain(stream))
+    }
+
+    fn lines(stream: LineStream) -> Client {
         Client {
             wire: Wire::Lines {
                 stream,
                 decoder: LineDecoder::new(64 * 1024 * 1024),
             },
+            frames: VecDeque::new(),
+        }
+    }
+
+    /// A client of a `tls://` listener trusting `config`'s CAs; the
+    /// handshake is done when it returns (a refusal that TLS 1.3 reports
+    /// only after it, such as a missing client certificate, shows on the
+    /// first read).
+    pub fn tls(addr: &str, config: Arc<rustls::ClientConfig>) -> Client {
+        Client::lines(LineStream::Tls(Box::new(
+            tls_connect(addr, config).expect("a TLS handshake"),
+        )))
+    }
+
+    /// A WebSocket client over TLS (`wss://`) trusting `config`'s CAs.
+    pub fn websocket_tls(url: &str, config: Arc<rustls::ClientConfig>) -> Client {
+        let addr = url
+            .strip_prefix("wss://")
+            .and_then(|rest| rest.split('/').next())
+            .expect("a wss:// URL");
+        let tcp = TcpStream::connect(addr).expect("connect to the server");
+        let (socket, _) = tungstenite::client_tls_with_config(
+            url,
+            tcp,
+            None,
+            Some(tungstenite::Connector::Rustls(config)),
+        )
+        .expect("a WebSocket handshake over TLS");
+        Client {
+            wire: Wire::WebSocket(Box::new(socket)),
             frames: VecDeque::new(),
         }
     }
@@ -285,13 +371,14 @@ impl Client {
         }
     }
 
-    /// The TCP stream of a `Transport::Tcp` client.
+    /// The TCP stream under the client (under TLS, if it speaks TLS).
     pub fn stream(&mut self) -> &mut TcpStream {
         match &mut self.wire {
-            Wire::Lines { stream, .. } => stream,
+            Wire::Lines { stream, .. } => stream.tcp(),
             Wire::WebSocket(socket) => match socket.get_mut() {
                 MaybeTlsStream::Plain(stream) => stream,
-                _ => unreachable!("tests use plain sockets"),
+                MaybeTlsStream::Rustls(stream) => &mut stream.sock,
+                _ => unreachable!("tests use plain or rustls sockets"),
             },
         }
     }
@@ -518,6 +605,128 @@ fn is_timeout(e: &std::io::Error) -> bool {
         e.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
     )
+}
+
+/// A TLS connection to `addr` (`127.0.0.1:port`) with its handshake done.
+pub fn tls_connect(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let connection = rustls::ClientConnection::new(config, name).unwrap();
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(TIMEOUT))?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+/// Certificates made for one test, in a directory of their own removed
+/// with it: a CA, a server certificate it signed for `localhost` and
+/// `127.0.0.1`, and a client certificate it signed.
+pub struct Certs {
+    dir: std::path::PathBuf,
+    ca_pem: String,
+}
+
+impl Certs {
+    pub fn new() -> Certs {
+        Certs::valid_between((2020, 1, 1), (2099, 1, 1))
+    }
+
+    /// With a server certificate valid only from `start` to `end` (year,
+    /// month, day).
+    pub fn valid_between(start: (i32, u8, u8), end: (i32, u8, u8)) -> Certs {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("mist-certs-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "mist test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let leaf = |names: Vec<String>, usage: ExtendedKeyUsagePurpose, file: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params.extended_key_usages = vec![usage];
+            if file == "server" {
+                params.not_before = rcgen::date_time_ymd(start.0, start.1, start.2);
+                params.not_after = rcgen::date_time_ymd(end.0, end.1, end.2);
+            }
+            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+            std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+        };
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        leaf(names, ExtendedKeyUsagePurpose::ServerAuth, "server");
+        leaf(
+            vec!["a client".to_string()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            "client",
+        );
+        let ca_pem = ca_cert.pem();
+        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+        Certs { dir, ca_pem }
+    }
+
+    /// The path of one of the files: `ca.pem`, `server.pem`, `server.key`,
+    /// `client.pem`, `client.key`.
+    pub fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_str().unwrap().to_string()
+    }
+
+    /// The server flags for these certificates.
+    pub fn server_flags(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.path("server.pem"),
+            "--tls-key".into(),
+            self.path("server.key"),
+        ]
+    }
+
+    /// A client configuration trusting the CA, presenting the client
+    /// certificate if `with_certificate`.
+    pub fn client_config(&self, with_certificate: bool) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = if with_certificate {
+            let chain = CertificateDer::pem_file_iter(self.path("client.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(self.path("client.key")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        } else {
+            builder.with_no_client_auth()
+        };
+        Arc::new(config)
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A minimal HTTP/1.1 exchange: sends `request` (with `Connection: close`

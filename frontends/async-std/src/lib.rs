@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The listener schemes this frontend serves.
-pub const SCHEMES: [&str; 3] = ["tcp", "ws", "http"];
+pub const SCHEMES: [&str; 6] = ["tcp", "ws", "http", "tls", "wss", "https"];
 
 /// Listeners bound and ready to accept.
 pub struct Server {
@@ -61,7 +61,7 @@ impl Server {
         options: ListenerOptions,
         custom: &CustomListeners,
     ) -> Result<Server, Error> {
-        let bound = bind_all(&hub, uris, &SCHEMES, custom, options.keepalive)?;
+        let bound = bind_all(&hub, uris, &SCHEMES, custom, &options)?;
         hub.set_runtime(AsyncStd);
         Ok(Server {
             hub,

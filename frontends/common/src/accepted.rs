@@ -7,6 +7,7 @@ use crate::connection::serve_stream;
 use crate::guard::{watch, Guarded};
 use crate::listener::ListenerSpec;
 use crate::log_limit::LogLimit;
+use crate::tls::TlsStream;
 use crate::{log_limited, websocket_handshake, Hub, ListenerOptions, Pinger, Runtime};
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -25,6 +26,17 @@ pub enum Transport {
     Lines,
     /// A WebSocket handshake, then one message per text frame (`ws://`).
     WebSocket,
+}
+
+/// What a TLS listener serves once the handshake is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Lines (`tls://`).
+    Lines,
+    /// A WebSocket (`wss://`).
+    WebSocket,
+    /// HTTP (`https://`).
+    Http,
 }
 
 /// How long an accept loop pauses after an accept error such as running out
@@ -70,12 +82,73 @@ impl<R: Runtime> Listening<R> {
                 return Box::pin(self.answer_and_close(stream, &answer)).await;
             }
         };
+        self.serve_admitted(transport, stream, peer).await;
+        drop(admission);
+    }
+
+    /// [`Listening::serve`] for a socket counted against the limit already.
+    async fn serve_admitted<S>(&self, transport: Transport, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
+    {
         log::debug!("{peer} connected ({transport:?})");
         let outcome = match transport {
             Transport::Lines => serve_stream(&self.hub, Some(peer.ip()), stream).await,
             Transport::WebSocket => Box::pin(self.handshake(stream, peer)).await,
         };
         report(peer, outcome);
+    }
+
+    /// Serves one accepted socket of a `tls://`, `wss://` or `https://`
+    /// listener: counted against the connection limit (over it, closed:
+    /// answering would cost a handshake), then its TLS handshake, bounded
+    /// by `handshake_timeout`, then what the plain listener would serve
+    /// over the encrypted stream. A failed handshake (a plaintext client,
+    /// a client without a required certificate) is logged at debug level
+    /// and closes that connection alone.
+    pub async fn serve_tls<S, F, Fut>(
+        &self,
+        scheme: Scheme,
+        stream: S,
+        peer: SocketAddr,
+        respond: F,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
+        F: Fn(HttpRequest) -> Fut,
+        Fut: Future<Output = http_types::Result<Response>>,
+    {
+        let Some(tls) = &self.options.tls else {
+            log::error!("{peer}: a TLS listener without TLS settings; closing");
+            return;
+        };
+        let admission = match self.hub.admit() {
+            Ok(admission) => admission,
+            Err(e) => {
+                log_limited!(REFUSALS, log::Level::Warn, "{peer}: refused: {e}");
+                return;
+            }
+        };
+        let handshake = tls.acceptor().accept(stream);
+        let timeout = self.runtime.sleep(self.options.handshake_timeout);
+        let stream = match select(handshake, pin!(timeout)).await {
+            Either::Left((Ok(stream), _)) => TlsStream::new(stream),
+            Either::Left((Err(e), _)) => {
+                log::debug!("{peer}: TLS handshake failed: {e}");
+                return;
+            }
+            Either::Right(((), _)) => {
+                log::debug!("{peer}: TLS handshake did not finish in time");
+                return;
+            }
+        };
+        match scheme {
+            Scheme::Lines => self.serve_admitted(Transport::Lines, stream, peer).await,
+            Scheme::WebSocket => {
+                self.serve_admitted(Transport::WebSocket, stream, peer)
+                    .await
+            }
+            Scheme::Http => self.serve_http_admitted(stream, peer, respond).await,
+        }
         drop(admission);
     }
 
@@ -124,6 +197,18 @@ impl<R: Runtime> Listening<R> {
                 return self.answer_and_close(stream, &answer).await;
             }
         };
+        self.serve_http_admitted(stream, peer, respond).await;
+        drop(admission);
+    }
+
+    /// [`Listening::serve_http`] for a socket counted against the limit
+    /// already.
+    async fn serve_http_admitted<S, F, Fut>(&self, stream: S, peer: SocketAddr, respond: F)
+    where
+        S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
+        F: Fn(HttpRequest) -> Fut,
+        Fut: Future<Output = http_types::Result<Response>>,
+    {
         log::debug!("{peer} connected (Http)");
         let guarded = Guarded::new(stream, self.options.http_limits());
         let serving = async_h1::accept(guarded.clone(), |mut request| {
@@ -136,7 +221,6 @@ impl<R: Runtime> Listening<R> {
             Either::Right(((), _)) => log::debug!("{peer}: HTTP request timed out"),
         }
         self.answer_refusal(guarded, peer).await;
-        drop(admission);
     }
 
     /// Sends the response for a request the guard ended (too large a head,
@@ -204,6 +288,18 @@ impl<R: Runtime> Listening<R> {
                 }
             };
             let listening = self.clone();
+            let tls = match spec.scheme.as_str() {
+                "tls" => Some(Scheme::Lines),
+                "wss" => Some(Scheme::WebSocket),
+                "https" => Some(Scheme::Http),
+                _ => None,
+            };
+            if let Some(scheme) = tls {
+                let respond = respond.clone();
+                self.runtime
+                    .spawn(async move { listening.serve_tls(scheme, stream, peer, respond).await });
+                continue;
+            }
             match spec.scheme.as_str() {
                 "http" => {
                     let respond = respond.clone();

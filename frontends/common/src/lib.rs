@@ -37,10 +37,11 @@ mod origin;
 mod runtime;
 mod shutdown;
 mod signal;
+pub mod tls;
 mod token;
 mod websocket;
 
-pub use accepted::{is_disconnect, Listening, Transport, ACCEPT_BACKOFF};
+pub use accepted::{is_disconnect, Listening, Scheme, Transport, ACCEPT_BACKOFF};
 pub use connection::{serve, serve_from, Inbound, Outbound, Session, PRE_AUTH_LINE};
 pub use error::Error;
 pub use http_service::HttpService;

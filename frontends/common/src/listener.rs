@@ -1,7 +1,7 @@
 //! Listener URIs: `scheme://host:port`, as the original mist takes them.
 
 use crate::hub::Task;
-use crate::{Error, Hub};
+use crate::{Error, Hub, ListenerOptions};
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 use std::collections::HashMap;
 use std::fmt;
@@ -21,7 +21,8 @@ const ACCEPT_BACKLOG: i32 = 1024;
 /// One listener a server was asked to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSpec {
-    /// `tcp`, `http`, `ws`, or a custom scheme.
+    /// `tcp`, `http`, `ws`, their TLS forms `tls`, `https`, `wss`, or a
+    /// custom scheme.
     pub scheme: String,
     /// `host:port` to bind, e.g. `127.0.0.1:1445` or `[::1]:0`.
     pub address: String,
@@ -34,7 +35,10 @@ impl fmt::Display for ListenerSpec {
 }
 
 /// The schemes whose address is `host:port` on the network.
-const NETWORK_SCHEMES: [&str; 3] = ["tcp", "http", "ws"];
+const NETWORK_SCHEMES: [&str; 6] = ["tcp", "http", "ws", "tls", "https", "wss"];
+
+/// The schemes served over TLS.
+pub const TLS_SCHEMES: [&str; 3] = ["tls", "https", "wss"];
 
 /// The listeners the original mist starts when given none.
 pub const DEFAULT_LISTENERS: [&str; 3] = [
@@ -203,7 +207,7 @@ pub fn bind_all(
     uris: &[String],
     builtin: &[&str],
     custom: &CustomListeners,
-    keepalive: Option<Duration>,
+    options: &ListenerOptions,
 ) -> Result<Bound, Error> {
     let mut supported: Vec<&str> = builtin.to_vec();
     supported.extend(custom.by_scheme.keys().map(String::as_str));
@@ -211,14 +215,24 @@ pub fn bind_all(
         tcp: Vec::new(),
         custom: Vec::new(),
     };
-    for spec in plan(uris, &supported)? {
+    let specs = plan(uris, &supported)?;
+    if let Some(spec) = specs
+        .iter()
+        .find(|spec| TLS_SCHEMES.contains(&spec.scheme.as_str()) && options.tls.is_none())
+    {
+        return Err(Error::InvalidListener {
+            uri: spec.to_string(),
+            reason: "a TLS listener needs a certificate: give --tls-cert and --tls-key".into(),
+        });
+    }
+    for spec in specs {
         if let Some(listener) = custom.by_scheme.get(&spec.scheme) {
             let task = listener(hub.clone(), spec.clone())?;
             log::info!("listening on {spec}");
             bound.custom.push((spec, task));
             continue;
         }
-        let listener = bind_tcp(&spec, keepalive)?;
+        let listener = bind_tcp(&spec, options.keepalive)?;
         let spec = spec.bound_to(&listener);
         log::info!("listening on {spec}");
         bound.tcp.push((spec, listener));

@@ -1,6 +1,8 @@
 //! Settings of the listeners that do not belong to the engine.
 
 use crate::guard::Limits;
+use crate::tls::Tls;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes an HTTP request head or a WebSocket handshake may have; the HTTP
@@ -24,13 +26,17 @@ pub struct ListenerOptions {
     /// How often an idle SSE stream gets a keepalive comment, which is also
     /// how soon a client that left is noticed and forgotten.
     pub sse_keepalive: Duration,
-    /// How long a client of a `ws://` listener may take over its handshake.
+    /// How long a client of a `ws://` listener may take over its handshake,
+    /// and a client of a TLS listener over its TLS handshake.
     pub handshake_timeout: Duration,
     /// How long an HTTP client may take to send a request head; also how
     /// long an idle keep-alive connection is kept.
     pub header_timeout: Duration,
     /// How long an HTTP request body may take once its head is in.
     pub body_timeout: Duration,
+    /// The certificate the `tls://`, `wss://` and `https://` listeners
+    /// present; such listeners need it.
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl Default for ListenerOptions {
@@ -43,6 +49,7 @@ impl Default for ListenerOptions {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }

@@ -28,7 +28,7 @@ use std::thread;
 use std::time::Duration;
 
 /// The listener schemes this frontend serves.
-pub const SCHEMES: [&str; 3] = ["tcp", "ws", "http"];
+pub const SCHEMES: [&str; 6] = ["tcp", "ws", "http", "tls", "wss", "https"];
 
 /// Listeners bound and ready to accept.
 pub struct Server {
@@ -52,7 +52,7 @@ impl Server {
         options: ListenerOptions,
         custom: &CustomListeners,
     ) -> Result<Server, Error> {
-        let bound = bind_all(&hub, uris, &SCHEMES, custom, options.keepalive)?;
+        let bound = bind_all(&hub, uris, &SCHEMES, custom, &options)?;
         Ok(Server {
             hub,
             http: options,

@@ -23,12 +23,17 @@ client_command! {
     /// measure a running server: fan-out throughput and loss, or latency
     "bench" struct Bench {
         /// fanout (S subscribers on one tag, one publisher sending N messages as
-        /// fast as it can) or latency (one publisher at a fixed rate, one subscriber)
+        /// fast as it can), pairs (P publishers each sending N messages to a
+        /// subscriber of its own) or latency (one publisher at a fixed rate,
+        /// one subscriber)
         #[argh(option, default = "String::from(\"fanout\")")]
         mode: String,
         /// subscribers in fan-out mode (default: 10)
         #[argh(option, default = "10")]
         subs: usize,
+        /// publisher and subscriber pairs in pairs mode (default: 2)
+        #[argh(option, default = "2")]
+        pairs: usize,
         /// messages to publish in fan-out mode (default: 100000)
         #[argh(option, default = "100_000")]
         msgs: u64,
@@ -54,12 +59,16 @@ pub fn run(cmd: &Bench) -> Result<(), Failure> {
             "--subs and --msgs must be at least 1".into(),
         )),
         "fanout" => fanout(cmd),
+        "pairs" if cmd.pairs == 0 || cmd.msgs == 0 => Err(Failure::Usage(
+            "--pairs and --msgs must be at least 1".into(),
+        )),
+        "pairs" => pairs(cmd),
         "latency" if cmd.rate == 0 || !cmd.duration.is_finite() || cmd.duration <= 0.0 => Err(
             Failure::Usage("--rate and --duration must be positive".into()),
         ),
         "latency" => latency(cmd),
         other => Err(Failure::Usage(format!(
-            "unknown --mode {other:?}: use fanout or latency"
+            "unknown --mode {other:?}: use fanout, pairs or latency"
         ))),
     }
 }
@@ -87,34 +96,11 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
         }));
     }
     let mut publisher = endpoint.open()?;
-    let line = Request::new("publish")
-        .tags([tag.as_str()])
-        .data("x".repeat(cmd.size))
-        .to_line();
-    let per_write = (64 * 1024 / line.len()).max(1) as u64;
-    let chunk = line.repeat(per_write as usize);
     start_line.wait();
     let start = Instant::now();
-    let mut left = cmd.msgs;
-    while left > 0 {
-        let n = left.min(per_write);
-        publisher.write_raw(&chunk[..n as usize * line.len()])?;
-        left -= n;
-    }
-    publisher.confirm(&Request::new("ping"))?;
+    publish_all(&mut publisher, &tag, cmd.msgs, cmd.size)?;
     let publish_time = start.elapsed();
     published.store(true, Ordering::Release);
-    let mut delivered = 0;
-    let mut last = start;
-    for subscriber in subscribers {
-        let received = subscriber
-            .join()
-            .map_err(|_| Failure::Failed("a subscriber thread panicked".into()))??;
-        delivered += received.count;
-        last = last.max(received.last.unwrap_or(start));
-    }
-    let deliver_time = last.duration_since(start);
-    let expected = cmd.msgs * cmd.subs as u64;
     let place = match &cmd.subscribe_host {
         Some(other) => format!("publisher on {}, subscribers on {other}", cmd.host),
         None => format!("server {}", cmd.host),
@@ -129,6 +115,96 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
         publish_time.as_secs_f64(),
         cmd.msgs as f64 / publish_time.as_secs_f64()
     );
+    report_deliveries(subscribers, start, cmd.msgs * cmd.subs as u64)
+}
+
+/// Publishes `msgs` messages of `size` bytes on `tag`, many lines per
+/// write, and waits until the server applied them all.
+fn publish_all(
+    publisher: &mut Connection,
+    tag: &str,
+    msgs: u64,
+    size: usize,
+) -> Result<(), Failure> {
+    let line = Request::new("publish")
+        .tags([tag])
+        .data("x".repeat(size))
+        .to_line();
+    let per_write = (64 * 1024 / line.len()).max(1) as u64;
+    let chunk = line.repeat(per_write as usize);
+    let mut left = msgs;
+    while left > 0 {
+        let n = left.min(per_write);
+        publisher.write_raw(&chunk[..n as usize * line.len()])?;
+        left -= n;
+    }
+    publisher.confirm(&Request::new("ping"))?;
+    Ok(())
+}
+
+/// `--mode pairs`: each publisher sends to a subscriber of its own, all at
+/// once.
+fn pairs(cmd: &Bench) -> Result<(), Failure> {
+    let endpoint = cmd.endpoint()?;
+    let start_line = Arc::new(Barrier::new(2 * cmd.pairs + 1));
+    let published = Arc::new(AtomicBool::new(false));
+    let (mut subscribers, mut publishers) = (Vec::new(), Vec::new());
+    for pair in 0..cmd.pairs {
+        let tag = format!("bench-{}-{pair}", std::process::id());
+        let mut conn = endpoint.open()?;
+        conn.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
+        let (line, done, expected) = (start_line.clone(), published.clone(), cmd.msgs);
+        subscribers.push(thread::spawn(move || {
+            line.wait();
+            count_lines(conn, expected, &done)
+        }));
+        let mut publisher = endpoint.open()?;
+        let line = start_line.clone();
+        let (msgs, size) = (cmd.msgs, cmd.size);
+        publishers.push(thread::spawn(move || {
+            line.wait();
+            publish_all(&mut publisher, &tag, msgs, size)
+        }));
+    }
+    start_line.wait();
+    let start = Instant::now();
+    for publisher in publishers {
+        publisher
+            .join()
+            .map_err(|_| Failure::Failed("a publisher thread panicked".into()))??;
+    }
+    let publish_time = start.elapsed();
+    published.store(true, Ordering::Release);
+    let total = cmd.msgs * cmd.pairs as u64;
+    println!(
+        "pairs: {} publishers -> a subscriber each, {} messages of {} B each, server {}",
+        cmd.pairs, cmd.msgs, cmd.size, cmd.host
+    );
+    println!(
+        "published {:>12} msgs in {:>7.3} s  {:>12.0} msg/s",
+        total,
+        publish_time.as_secs_f64(),
+        total as f64 / publish_time.as_secs_f64()
+    );
+    report_deliveries(subscribers, start, total)
+}
+
+/// Waits for every subscriber and prints what was delivered and lost.
+fn report_deliveries(
+    subscribers: Vec<thread::JoinHandle<Result<Received, Failure>>>,
+    start: Instant,
+    expected: u64,
+) -> Result<(), Failure> {
+    let mut delivered = 0;
+    let mut last = start;
+    for subscriber in subscribers {
+        let received = subscriber
+            .join()
+            .map_err(|_| Failure::Failed("a subscriber thread panicked".into()))??;
+        delivered += received.count;
+        last = last.max(received.last.unwrap_or(start));
+    }
+    let deliver_time = last.duration_since(start);
     println!(
         "delivered {:>12} msgs in {:>7.3} s  {:>12.0} msg/s",
         delivered,

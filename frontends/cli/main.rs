@@ -9,6 +9,7 @@ mod client;
 mod server;
 mod settings;
 mod tls;
+mod token;
 
 use argh::FromArgs;
 #[global_allocator]
@@ -63,13 +64,14 @@ struct Cli {
     sse_keepalive: Option<u64>,
 
     /// where tokens are kept, enabling authentication: memory://,
-    /// scribble://?db=DIR or postgres://user@host:port?db=NAME
+    /// scribble://?db=DIR or postgres://user@host:port?db=NAME; or
+    /// jwt://?key=PATH for signed tokens, which are not kept
     /// (default: none, an open server)
     #[argh(option)]
     authenticator: Option<String>,
 
-    /// the server token, required with --authenticator: clients that
-    /// present it are the admin. Prefer the MIST_TOKEN environment variable
+    /// the server token, required with a token store (optional with
+    /// jwt://): clients that present it are the admin. Prefer the MIST_TOKEN environment variable
     /// or the config file: a flag shows in the process list
     #[argh(option)]
     token: Option<String>,
@@ -197,6 +199,7 @@ enum Command {
     Who(client::Who),
     Listall(client::Listall),
     Bench(bench::Bench),
+    Token(token::Token),
 }
 
 fn main() -> ExitCode {
@@ -218,6 +221,7 @@ fn main() -> ExitCode {
         (Some(Command::Who(cmd)), false) => client::who(cmd),
         (Some(Command::Listall(cmd)), false) => client::listall(cmd),
         (Some(Command::Bench(cmd)), false) => bench::run(cmd),
+        (Some(Command::Token(cmd)), false) => token::run(cmd),
         (None, false) => Err(Failure::Usage(
             "nothing to do: run `mist --server` to start a server, or `mist --help`".into(),
         )),

@@ -207,6 +207,31 @@ fn hub(
     max_line: usize,
     shards: usize,
 ) -> Result<Hub, Failure> {
+    let registry = Registry::with_builtins();
+    if let Some(uri) = &settings.authenticator {
+        let verifier = registry
+            .open_verifier(uri)
+            .map_err(|e| Failure::Usage(format!("cannot use the authenticator: {e}")))?;
+        if let Some(verifier) = verifier {
+            let token = match &settings.token {
+                Some(token) if token.is_empty() => {
+                    return Err(Failure::Usage(format!(
+                        "--token must not be empty (authenticator {uri})"
+                    )))
+                }
+                token => token.clone(),
+            };
+            log::info!(
+                "authentication on: signed tokens (JWT), {}",
+                if token.is_some() {
+                    "and the server token for the admin"
+                } else {
+                    "no server token"
+                }
+            );
+            return Ok(Hub::signed(config, max_line, shards, token, verifier));
+        }
+    }
     let (uri, token) = match (&settings.authenticator, &settings.token) {
         (None, None) => return Ok(Hub::with_shards(config, max_line, shards)),
         (Some(_), None) => return Err(Failure::Usage(
@@ -225,7 +250,7 @@ fn hub(
         }
         (Some(uri), Some(token)) => (uri, token),
     };
-    let authenticator = Registry::with_builtins()
+    let authenticator = registry
         .open(uri)
         .map_err(|e| Failure::Failed(format!("cannot use the authenticator: {e}")))?;
     let grants = futures::executor::block_on(authenticator.load())

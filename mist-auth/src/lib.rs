@@ -11,6 +11,9 @@
 //! | `scribble://?db=DIR` | [`ScribbleAuthenticator`]: one JSON file per token under `DIR/tokens` |
 //! | `postgres://user@host:port?db=NAME` | [`PostgresAuthenticator`]: the tables `tokens` and `tags` |
 //!
+//! `jwt://?key=PATH` is not a store but a [`JwtVerifier`]: clients present
+//! signed tokens and nothing is kept (see [`Registry::open_verifier`]).
+//!
 //! Custom authenticators are registered under a scheme of their own:
 //!
 //! ```
@@ -25,11 +28,13 @@
 
 #![warn(missing_docs)]
 
+mod jwt;
 mod memory;
 mod postgres;
 mod registry;
 mod scribble;
 
+pub use jwt::{mint_hmac, JwtVerifier};
 pub use memory::MemoryAuthenticator;
 pub use mist_engine::auth::{AuthError, Authenticator, Change, Grants, Pending};
 pub use postgres::PostgresAuthenticator;

@@ -95,6 +95,20 @@ impl Registry {
         schemes
     }
 
+    /// The token verifier a URI names, if it names one rather than a store:
+    /// `jwt://?key=PATH` (see [`crate::JwtVerifier`]). `None` for the
+    /// other schemes, which [`Registry::open`] opens.
+    pub fn open_verifier(
+        &self,
+        uri: &str,
+    ) -> Result<Option<Arc<dyn mist_engine::auth::TokenVerifier>>, AuthError> {
+        let parsed = Uri::parse(uri)?;
+        if parsed.scheme != "jwt" {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(crate::JwtVerifier::from_uri(&parsed)?)))
+    }
+
     /// Opens the authenticator a URI names.
     pub fn open(&self, uri: &str) -> Result<Arc<dyn Authenticator>, AuthError> {
         let parsed = Uri::parse(uri)?;

@@ -118,6 +118,10 @@ impl Access {
                 self.grants.remove(id);
                 Revoked::Token(*id)
             }
+            Entry::Forget(id) => {
+                self.grants.remove(id);
+                Revoked::Nothing
+            }
         }
     }
 }

@@ -66,6 +66,30 @@ pub trait Authenticator: Send + Sync {
     ) -> Pending<'a, Result<Option<BTreeSet<String>>, AuthError>>;
 }
 
+/// What a signed token says once its signature is checked: its grants and
+/// when it is valid, in seconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The tags it may use (its grants).
+    pub tags: BTreeSet<String>,
+    /// It is the admin's: every tag, and the admin's commands.
+    pub admin: bool,
+    /// It is refused from this second on, and its connections are closed.
+    pub expires: u64,
+    /// It is refused before this second.
+    pub not_before: Option<u64>,
+}
+
+/// Checks signed tokens (JWT): that they are signed with the server's key
+/// and say what a mist token must. It does not check the time: the engine
+/// checks [`Signed::expires`] and [`Signed::not_before`] against the time
+/// passed in ([`crate::Engine::handle_clock`]), so it stays deterministic.
+/// The reason of a refusal must never repeat the token.
+pub trait TokenVerifier: Send + Sync {
+    /// The token's claims, or why it is refused.
+    fn verify(&self, token: &str) -> Result<Signed, AuthError>;
+}
+
 /// An admin change, on its way to the authenticator.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Change {

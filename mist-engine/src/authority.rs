@@ -10,7 +10,7 @@
 //! has applied it, so the reply means it holds everywhere.
 
 use crate::access::{Access, Revoked, Role, TokenId};
-use crate::auth::{same_token, Change, Grants};
+use crate::auth::{same_token, Change, Grants, TokenVerifier};
 use crate::hash::IdHashMap;
 use crate::id::ConnId;
 use crate::throttle::Throttle;
@@ -24,6 +24,9 @@ pub(crate) enum Entry {
     Set(TokenId, BTreeSet<String>),
     Unset(TokenId, BTreeSet<String>),
     Unregister(TokenId),
+    /// A signed token's grants are no longer needed (it expired, and its
+    /// connections close of their own accord).
+    Forget(TokenId),
 }
 
 /// The next admin change: handed out with its id, or refused for its
@@ -62,6 +65,19 @@ pub(crate) struct Authority {
     cursors: Vec<u64>,
     /// Each shard's settled changes, waiting for every shard to catch up.
     mailboxes: Vec<Vec<Settled>>,
+    /// Checks signed tokens, on a server of signed tokens.
+    verifier: Option<std::sync::Arc<dyn TokenVerifier>>,
+    /// Signed tokens in use, with their id and expiry.
+    signed: HashMap<String, (TokenId, u64)>,
+    /// The time last passed in, in seconds since the Unix epoch.
+    pub(crate) now_unix: u64,
+}
+
+/// Who a valid token makes a connection, and until when (a signed token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) role: Role,
+    pub(crate) expires: Option<u64>,
 }
 
 impl Authority {
@@ -84,6 +100,9 @@ impl Authority {
             version: 0,
             cursors: vec![0; shards],
             mailboxes: (0..shards).map(|_| Vec::new()).collect(),
+            verifier: None,
+            signed: HashMap::new(),
+            now_unix: 0,
         };
         for (token, tags) in grants {
             authority.apply(Change::Register { token, tags });
@@ -91,15 +110,102 @@ impl Authority {
         authority
     }
 
-    /// The role a token gives, if it is valid.
-    pub(crate) fn identify(&self, token: &str) -> Option<Role> {
-        if same_token(token, &self.server_token) {
-            return Some(Role::Admin);
+    /// An authority of signed tokens, checked by `verifier`; no token is
+    /// stored. `server_token`, if any, is the admin's as before.
+    pub(crate) fn signed(
+        server_token: Option<String>,
+        verifier: std::sync::Arc<dyn TokenVerifier>,
+        config: &Config,
+        shards: usize,
+    ) -> Authority {
+        let mut authority = Authority::new(
+            server_token.unwrap_or_default(),
+            Grants::new(),
+            config,
+            shards,
+        );
+        authority.verifier = Some(verifier);
+        authority
+    }
+
+    /// Whether tokens are signed rather than stored.
+    pub(crate) fn is_signed(&self) -> bool {
+        self.verifier.is_some()
+    }
+
+    /// Who `token` makes a connection, or why it is refused.
+    pub(crate) fn identify(&mut self, token: &str) -> Result<Identity, Error> {
+        let forever = |role| Identity {
+            role,
+            expires: None,
+        };
+        if !self.server_token.is_empty() && same_token(token, &self.server_token) {
+            return Ok(forever(Role::Admin));
         }
-        // A hash lookup with the standard (keyed) hasher, then an exact match:
-        // neither tells an attacker how close a guess was.
-        let (known, &id) = self.ids.get_key_value(token)?;
-        same_token(known, token).then_some(Role::Client(id))
+        let Some(verifier) = self.verifier.clone() else {
+            // A hash lookup with the standard (keyed) hasher, then an exact
+            // match: neither tells an attacker how close a guess was.
+            let (known, &id) = self.ids.get_key_value(token).ok_or(Error::BadToken)?;
+            return same_token(known, token)
+                .then_some(forever(Role::Client(id)))
+                .ok_or(Error::BadToken);
+        };
+        let signed = verifier
+            .verify(token)
+            .map_err(|e| Error::BadSignedToken(e.0))?;
+        if signed.expires <= self.now_unix {
+            return Err(Error::TokenExpired);
+        }
+        if signed.not_before.is_some_and(|nbf| nbf > self.now_unix) {
+            return Err(Error::TokenNotYetValid);
+        }
+        let expires = Some(signed.expires);
+        if signed.admin {
+            return Ok(Identity {
+                role: Role::Admin,
+                expires,
+            });
+        }
+        // One id per signed token in use, its grants logged for the shards.
+        let id = match self.signed.get(token) {
+            Some(&(id, _)) => id,
+            None => {
+                let id = self.next_token;
+                self.next_token += 1;
+                self.signed.insert(token.to_string(), (id, signed.expires));
+                self.tags.insert(id, signed.tags.clone());
+                self.version += 1;
+                self.log
+                    .push_back((self.version, Entry::Register(id, signed.tags)));
+                id
+            }
+        };
+        Ok(Identity {
+            role: Role::Client(id),
+            expires,
+        })
+    }
+
+    /// The time is `now_unix`: signed tokens that expired are forgotten
+    /// (their connections close by their own expiry).
+    pub(crate) fn set_clock(&mut self, now_unix: u64) {
+        self.now_unix = now_unix;
+        if self.signed.is_empty() {
+            return;
+        }
+        let expired: Vec<String> = self
+            .signed
+            .iter()
+            .filter(|(_, &(_, expires))| expires <= now_unix)
+            .map(|(token, _)| token.clone())
+            .collect();
+        for token in expired {
+            if let Some((id, _)) = self.signed.remove(&token) {
+                self.tags.remove(&id);
+                self.version += 1;
+                self.log.push_back((self.version, Entry::Forget(id)));
+            }
+        }
     }
 
     /// The tags of a registered token.

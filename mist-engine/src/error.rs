@@ -62,6 +62,18 @@ pub enum Error {
     AuthRequired,
     /// The token given is neither the server token nor a registered one.
     BadToken,
+    /// A signed token whose signature or claims are refused (never repeats
+    /// the token).
+    BadSignedToken(String),
+    /// A signed token past its `exp`: refused, or its connection closed.
+    TokenExpired,
+    /// A signed token before its `nbf`.
+    TokenNotYetValid,
+    /// A stored-token admin command on a server of signed tokens.
+    SignedTokensNotStored {
+        /// The admin command.
+        command: &'static str,
+    },
     /// `auth` on a connection that has authenticated already; the answer is
     /// the same whatever the token, so it cannot be used to test tokens.
     AlreadyAuthenticated,
@@ -144,6 +156,15 @@ impl fmt::Display for Error {
                 "authentication required: send {\"command\":\"auth\",\"data\":\"TOKEN\"} first",
             ),
             Error::BadToken => f.write_str("authentication failed: the token is not valid"),
+            Error::BadSignedToken(why) => write!(f, "authentication failed: {why}"),
+            Error::TokenExpired => f.write_str("the token expired: get a new one and connect again"),
+            Error::TokenNotYetValid => {
+                f.write_str("authentication failed: the token is not valid yet (its nbf is in the future)")
+            }
+            Error::SignedTokensNotStored { command } => write!(
+                f,
+                "{command}: this server checks signed tokens (JWT), which are not stored; mint a token with the tags instead"
+            ),
             Error::AlreadyAuthenticated => {
                 f.write_str("already authenticated: a connection keeps the token it started with")
             }

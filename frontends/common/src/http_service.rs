@@ -490,7 +490,11 @@ fn peer_ip(request: &HttpRequest) -> Option<IpAddr> {
 fn refusal_status(error: &mist_engine::Error) -> StatusCode {
     use mist_engine::Error;
     match error {
-        Error::AuthRequired | Error::BadToken => StatusCode::Unauthorized,
+        Error::AuthRequired
+        | Error::BadToken
+        | Error::BadSignedToken(_)
+        | Error::TokenExpired
+        | Error::TokenNotYetValid => StatusCode::Unauthorized,
         Error::PermissionDenied { .. } | Error::AdminOnly => StatusCode::Forbidden,
         Error::Throttled { .. } => StatusCode::TooManyRequests,
         Error::TooManyConnections { .. } | Error::ShuttingDown => StatusCode::ServiceUnavailable,

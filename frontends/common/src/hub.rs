@@ -7,7 +7,7 @@ use crate::shutdown::Shutdown;
 use crate::signal::Signal;
 use crate::Runtime;
 use bytes::Bytes;
-use mist_engine::auth::{Authenticator, Change, Grants};
+use mist_engine::auth::{Authenticator, Change, Grants, TokenVerifier};
 use mist_engine::{Batch, Config, ConnId, Credentials, Engine, Flow, Offer, Output, Stats};
 use mist_proto::{ProtoError, Request};
 use parking_lot::{Mutex, MutexGuard};
@@ -246,11 +246,28 @@ impl Hub {
         Hub::around(engines, max_line, Some(authenticator))
     }
 
+    /// A hub of `shards` shards whose clients present signed tokens (JWT)
+    /// that `verifier` checks; `server_token`, if any, is the admin's.
+    pub fn signed(
+        config: Config,
+        max_line: usize,
+        shards: usize,
+        server_token: Option<String>,
+        verifier: Arc<dyn TokenVerifier>,
+    ) -> Hub {
+        let engines = Engine::signed_shards(config, shards, server_token, verifier);
+        Hub::around(engines, max_line, None)
+    }
+
     fn around(
-        engines: Vec<Engine>,
+        mut engines: Vec<Engine>,
         max_line: usize,
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Hub {
+        let now = unix_now();
+        for engine in &mut engines {
+            engine.handle_clock(now);
+        }
         let config = engines[0].config().clone();
         Hub {
             max_connections: config.max_connections,
@@ -802,11 +819,15 @@ impl Hub {
     }
 
     /// Tells every shard the time: clients past their authentication
-    /// deadline are refused, failed attempts age out.
+    /// deadline are refused, failed attempts age out, and connections whose
+    /// signed token expired are closed.
     pub fn tick(self: &Arc<Self>) {
-        let now = Instant::now();
+        let (now, wall) = (Instant::now(), unix_now());
         for shard in 0..self.shards.len() {
-            self.drive(shard, |state| state.engine.handle_timeout(now));
+            self.drive(shard, |state| {
+                state.engine.handle_timeout(now);
+                state.engine.handle_clock(wall);
+            });
         }
     }
 
@@ -955,6 +976,13 @@ impl Offers {
     pub(crate) fn waiting(&self) -> bool {
         !self.queue.is_empty()
     }
+}
+
+/// The wall-clock time in seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Where `conn` stands in `engine`.

@@ -147,7 +147,7 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
             files.key.display()
         ))
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError(format!("TLS: {e}")))?;
@@ -169,13 +169,35 @@ fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    builder.with_single_cert(chain, key).map_err(|e| {
+    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
         TlsError(format!(
             "the TLS key {} does not go with the certificate {}: {e}",
             files.key.display(),
             files.cert.display()
         ))
-    })
+    })?;
+    // The server's order of cipher suites decides (see `provider`).
+    config.ignore_client_order = true;
+    Ok(config)
+}
+
+/// rustls's ring provider with AES-128-GCM first: as secure for this use,
+/// and a quarter cheaper per byte than AES-256 on a server that encrypts
+/// every message once per subscriber. ChaCha20 stays for clients without
+/// AES in hardware.
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| {
+        use rustls::CipherSuite as C;
+        match suite.suite() {
+            C::TLS13_AES_128_GCM_SHA256 => 0,
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 1,
+            C::TLS13_CHACHA20_POLY1305_SHA256 => 2,
+            _ => 3,
+        }
+    });
+    provider
 }
 
 /// Refuses a certificate that is expired or not valid yet: clients would

@@ -7,7 +7,7 @@
 use super::{ConnId, Engine, Output};
 use crate::access::{Revoked, Role};
 use crate::auth::{AuthError, Change};
-use crate::authority::Next;
+use crate::authority::{Identity, Next};
 use crate::Error;
 use mist_proto::{encode, Command, Request};
 use std::collections::BTreeSet;
@@ -30,11 +30,19 @@ impl Engine {
             .map(|d| d.to_text())
             .unwrap_or_default();
         let peer = self.conn(conn).and_then(|c| c.peer);
-        let role = self.check_token(peer, &token)?;
+        let identity = self.check_token(peer, &token)?;
         if let Some(c) = self.conn_mut(conn) {
-            c.role = role;
+            c.role = identity.role;
         }
+        self.expire_at(conn, identity.expires);
         Ok(())
+    }
+
+    /// Closes `conn` when its signed token expires, if it has one.
+    pub(super) fn expire_at(&mut self, conn: ConnId, expires: Option<u64>) {
+        if let Some(expires) = expires {
+            self.expiring.push(std::cmp::Reverse((expires, conn)));
+        }
     }
 
     /// Input: a request for what only the admin may see (the server's stats)
@@ -50,18 +58,25 @@ impl Engine {
             return Ok(());
         }
         let token = token.ok_or(Error::AuthRequired)?;
-        match self.check_token(peer, token)? {
+        match self.check_token(peer, token)?.role {
             Role::Admin => Ok(()),
             _ => Err(Error::AdminOnly),
         }
     }
 
-    /// The role `token` gives, unless `peer` has used up its failed
-    /// attempts; a failure counts against `peer`.
-    pub(super) fn check_token(&mut self, peer: Option<IpAddr>, token: &str) -> Result<Role, Error> {
+    /// Who `token` makes a connection, unless `peer` has used up its
+    /// failed attempts; a failure counts against `peer`.
+    pub(super) fn check_token(
+        &mut self,
+        peer: Option<IpAddr>,
+        token: &str,
+    ) -> Result<Identity, Error> {
         let shared = self.shared.clone();
         let Some(mut authority) = shared.authority() else {
-            return Ok(Role::Open);
+            return Ok(Identity {
+                role: Role::Open,
+                expires: None,
+            });
         };
         let known = match (peer, self.now) {
             (Some(peer), Some(now)) => Some((peer, now)),
@@ -73,12 +88,15 @@ impl Engine {
                 return Err(Error::Throttled { retry_after });
             }
         }
-        if let Some(role) = authority.identify(token) {
-            drop(authority);
-            // The token may be newer than this shard's replica.
-            self.sync_grants();
-            return Ok(role);
-        }
+        let refused = match authority.identify(token) {
+            Ok(identity) => {
+                drop(authority);
+                // The token may be newer than this shard's replica.
+                self.sync_grants();
+                return Ok(identity);
+            }
+            Err(refused) => refused,
+        };
         if let Some((peer, now)) = known {
             if authority.throttle.failed(peer, now) {
                 let retry_after = self.config.auth_failure_window;
@@ -86,7 +104,7 @@ impl Engine {
                     .push_back(Output::Throttled { peer, retry_after });
             }
         }
-        Err(Error::BadToken)
+        Err(refused)
     }
 
     /// The admin commands; changes wait for the authenticator.
@@ -104,6 +122,9 @@ impl Engine {
             Command::Unset => "unset",
             _ => "tags",
         };
+        if self.shared.authority().is_some_and(|a| a.is_signed()) {
+            return Err(Error::SignedTokensNotStored { command });
+        }
         let token = request
             .data
             .as_ref()

@@ -278,6 +278,9 @@ pub struct Engine {
     replicating: bool,
     /// Subscriptions are anchored, and wait until their anchor is heard.
     anchoring: bool,
+    /// Connections holding a signed token, by when it expires (seconds
+    /// since the Unix epoch), soonest first.
+    expiring: std::collections::BinaryHeap<std::cmp::Reverse<(u64, ConnId)>>,
     /// Connections waiting for an anchor to be heard, by anchor.
     awaiting: HashMap<String, Vec<ConnId>>,
 }
@@ -300,6 +303,23 @@ impl Engine {
     /// the other shards through [`Output::Offer`].
     pub fn shards(config: Config, count: usize) -> Vec<Engine> {
         let shared = Arc::new(Shared::new(count.clamp(1, MAX_SHARDS), None));
+        Engine::around(config, shared)
+    }
+
+    /// `count` shards of one server whose clients present signed tokens
+    /// (JWT) that `verifier` checks; `server_token`, if any, is the admin's
+    /// as on a secured server. No token is stored: the admin commands that
+    /// change stored tokens are refused. Pass the time in with
+    /// [`Engine::handle_clock`] before clients connect.
+    pub fn signed_shards(
+        config: Config,
+        count: usize,
+        server_token: Option<String>,
+        verifier: Arc<dyn crate::auth::TokenVerifier>,
+    ) -> Vec<Engine> {
+        let count = count.clamp(1, MAX_SHARDS);
+        let authority = Authority::signed(server_token, verifier, &config, count);
+        let shared = Arc::new(Shared::new(count, Some(authority)));
         Engine::around(config, shared)
     }
 
@@ -350,6 +370,7 @@ impl Engine {
             replicating: false,
             anchoring: false,
             awaiting: HashMap::new(),
+            expiring: std::collections::BinaryHeap::new(),
         }
     }
 
@@ -417,15 +438,18 @@ impl Engine {
             return Err(Error::TooManyConnections { limit });
         }
         let role = match (&self.access, credentials) {
-            (None, _) => Ok(Role::Open),
-            (Some(_), Credentials::InBand) => Ok(Role::Anonymous),
+            (None, _) => Ok((Role::Open, None)),
+            (Some(_), Credentials::InBand) => Ok((Role::Anonymous, None)),
             (Some(_), Credentials::Token(None)) => Err(Error::AuthRequired),
-            (Some(_), Credentials::Token(Some(token))) => self.check_token(peer, token),
+            (Some(_), Credentials::Token(Some(token))) => self
+                .check_token(peer, token)
+                .map(|identity| (identity.role, identity.expires)),
         };
-        let role = role.inspect_err(|_| {
+        let (role, expires) = role.inspect_err(|_| {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
         })?;
         let conn = self.connect_as(role, peer);
+        self.expire_at(conn, expires);
         if role == Role::Anonymous {
             if let Some(now) = self.now {
                 let deadline = now + self.config.auth_timeout;
@@ -650,6 +674,27 @@ impl Engine {
                 self.refuse(conn, "auth", Error::AuthTimeout { seconds });
             }
         }
+    }
+
+    /// Input: the wall-clock time, in seconds since the Unix epoch, at start
+    /// and about once a second (as [`Engine::handle_timeout`]): signed
+    /// tokens are checked against it, and connections whose signed token
+    /// expired get an error saying so and are closed. Call it on every
+    /// shard.
+    pub fn handle_clock(&mut self, now_unix: u64) {
+        if let Some(mut authority) = self.shared.authority() {
+            authority.set_clock(now_unix);
+        }
+        while let Some(&std::cmp::Reverse((expires, conn))) = self.expiring.peek() {
+            if expires > now_unix {
+                break;
+            }
+            self.expiring.pop();
+            if !self.is_closing(conn) && self.conn(conn).is_some() {
+                self.refuse(conn, "auth", Error::TokenExpired);
+            }
+        }
+        self.sync_grants();
     }
 
     /// Input: `conn` will send nothing more. Its subscriptions end now, and

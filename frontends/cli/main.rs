@@ -6,6 +6,7 @@
 
 mod bench;
 mod client;
+mod reload;
 mod server;
 mod settings;
 mod tls;

@@ -1,13 +1,14 @@
 //! `mist --server`: turns the settings (defaults, config file, flags) into a
 //! running server on the chosen runtime.
 
+use crate::reload::Reloader;
 use crate::settings::Settings;
 use crate::{Cli, Failure};
 use mist_auth::Registry;
 use mist_engine::Config;
 use mist_frontend::listener::{split_uris, ListenerSpec, DEFAULT_LISTENERS, TLS_SCHEMES};
 use mist_frontend::tls::{Tls, TlsFiles};
-use mist_frontend::{Hub, ListenerOptions};
+use mist_frontend::{Hub, ListenerOptions, Origins};
 use mist_replicator::{Replicator, Target};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use std::io::IsTerminal;
@@ -20,9 +21,8 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         Some(path) => Settings::from_file(Path::new(path))?,
         None => Settings::default(),
     };
-    let settings = file
-        .overlay(Settings::from_env())
-        .overlay(Settings::from_cli(cli));
+    let over = Settings::from_env().overlay(Settings::from_cli(cli));
+    let settings = file.overlay(over.clone());
     init_logging(settings.log_level.as_deref().unwrap_or("info"))?;
     let (config, max_line) = limits(&settings)?;
     let uris = match &settings.listeners {
@@ -42,10 +42,7 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
     let listener_options = ListenerOptions {
         keepalive: seconds_or_off(settings.keepalive, defaults.keepalive),
         ws_keepalive: seconds_or_off(settings.ws_keepalive, defaults.ws_keepalive),
-        allowed_origins: settings
-            .cors_origins
-            .clone()
-            .unwrap_or(defaults.allowed_origins),
+        allowed_origins: Origins::new(settings.cors_origins.clone().unwrap_or_default()),
         sse_keepalive: seconds(
             "sse-keepalive",
             settings.sse_keepalive,
@@ -96,17 +93,25 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         None => cores.min(mist_engine::MAX_SHARDS),
     };
     let hub = Arc::new(hub(&settings, config, max_line, shards)?);
+    let reloader = Reloader {
+        path: cli.config.as_ref().map(Into::into),
+        over,
+        applied: settings.clone(),
+        hub: hub.clone(),
+        tls: listener_options.tls.clone(),
+        origins: listener_options.allowed_origins.clone(),
+    };
     if let Some(target) = replicator {
         Replicator::start(hub.clone(), target).map_err(|e| Failure::Usage(e.to_string()))?;
     }
     if runtime == "smol" {
         let server = mist_smol::Server::bind(hub.clone(), &uris, listener_options)?;
-        stop_on_signals(hub)?;
+        handle_signals(hub, reloader)?;
         server.run(grace);
     } else {
         async_std::task::block_on(async {
             let server = mist_async_std::Server::bind(hub.clone(), &uris, listener_options).await?;
-            stop_on_signals(hub)?;
+            handle_signals(hub, reloader)?;
             server.run(grace).await;
             Ok::<_, Failure>(())
         })?;
@@ -118,6 +123,16 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
 /// The TLS files the settings name, read and checked; none without
 /// `tls-cert`.
 fn tls(settings: &Settings) -> Result<Option<Tls>, Failure> {
+    let Some(files) = tls_files(settings)? else {
+        return Ok(None);
+    };
+    Tls::load(files)
+        .map(Some)
+        .map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// Which TLS files the settings name; none without `tls-cert`.
+pub(crate) fn tls_files(settings: &Settings) -> Result<Option<TlsFiles>, Failure> {
     let files = match (&settings.tls_cert, &settings.tls_key) {
         (None, None) if settings.tls_client_ca.is_some() => {
             return Err(Failure::Usage(
@@ -133,9 +148,7 @@ fn tls(settings: &Settings) -> Result<Option<Tls>, Failure> {
             client_ca: settings.tls_client_ca.as_ref().map(Into::into),
         },
     };
-    Tls::load(files)
-        .map(Some)
-        .map_err(|e| Failure::Usage(e.to_string()))
+    Ok(Some(files))
 }
 
 /// A duration of at least one second from a setting, or the default.
@@ -178,22 +191,28 @@ fn raise_file_limit(max_connections: usize) {
 }
 
 /// The first SIGINT or SIGTERM starts a graceful shutdown; a second one
-/// exits at once.
-fn stop_on_signals(hub: Arc<Hub>) -> Result<(), Failure> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+/// exits at once. SIGHUP reads the config again (see [`crate::reload`]).
+fn handle_signals(hub: Arc<Hub>, mut reloader: Reloader) -> Result<(), Failure> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| Failure::Failed(format!("cannot handle signals: {e}")))?;
     std::thread::Builder::new()
         .name("mist-signals".into())
         .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(signal) = signals.next() {
-                log::info!("signal {signal}: shutting down, flushing what is queued");
-                hub.shut_down();
-            }
-            if let Some(signal) = signals.next() {
-                log::warn!("signal {signal} again: exiting now");
-                std::process::exit(1);
+            let mut stopping = false;
+            for signal in signals.forever() {
+                match signal {
+                    SIGHUP => reloader.reload(),
+                    _ if stopping => {
+                        log::warn!("signal {signal} again: exiting now");
+                        std::process::exit(1);
+                    }
+                    _ => {
+                        log::info!("signal {signal}: shutting down, flushing what is queued");
+                        hub.shut_down();
+                        stopping = true;
+                    }
+                }
             }
         })
         .map_err(|e| Failure::Failed(format!("cannot handle signals: {e}")))?;
@@ -266,12 +285,19 @@ fn hub(
     ))
 }
 
-fn init_logging(level: &str) -> Result<(), Failure> {
-    let level: LevelFilter = level.parse().map_err(|_| {
+/// A log level as the settings give it.
+pub(crate) fn level_of(level: &str) -> Result<LevelFilter, Failure> {
+    level.parse().map_err(|_| {
         Failure::Usage(format!(
             "invalid log-level {level:?}: use trace, debug, info, warn or error"
         ))
-    })?;
+    })
+}
+
+/// Logs to stderr at `level`, which a reload may change: the logger takes
+/// every level and the `log` crate's maximum does the filtering.
+fn init_logging(level: &str) -> Result<(), Failure> {
+    let level = level_of(level)?;
     let color = if std::io::stderr().is_terminal() {
         ColorChoice::Auto
     } else {
@@ -283,12 +309,14 @@ fn init_logging(level: &str) -> Result<(), Failure> {
         .set_thread_level(LevelFilter::Off)
         .add_filter_ignore_str("tide")
         .build();
-    TermLogger::init(level, config, TerminalMode::Stderr, color)
-        .map_err(|e| Failure::Failed(format!("cannot set up logging: {e}")))
+    TermLogger::init(LevelFilter::Trace, config, TerminalMode::Stderr, color)
+        .map_err(|e| Failure::Failed(format!("cannot set up logging: {e}")))?;
+    log::set_max_level(level);
+    Ok(())
 }
 
 /// The engine's limits and the line limit, from the settings over the defaults.
-fn limits(settings: &Settings) -> Result<(Config, usize), Failure> {
+pub(crate) fn limits(settings: &Settings) -> Result<(Config, usize), Failure> {
     let positive = |name: &str, value: Option<usize>, default: usize| match value {
         Some(0) => Err(Failure::Usage(format!("{name} must be at least 1"))),
         Some(n) => Ok(n),

@@ -27,6 +27,28 @@ macro_rules! settings {
                     $($key: over.$key.or(self.$key),)*
                 }
             }
+
+            /// Takes the value of `key` (as the config file names it) from
+            /// `from`.
+            pub fn keep(&mut self, from: &Settings, key: &str) {
+                $(
+                    if key == stringify!($key).replace('_', "-") {
+                        self.$key = from.$key.clone();
+                    }
+                )*
+            }
+
+            /// The keys (as the config file names them) whose values
+            /// differ between these settings and `other`.
+            pub fn changed(&self, other: &Settings) -> Vec<String> {
+                let mut changed = Vec::new();
+                $(
+                    if self.$key != other.$key {
+                        changed.push(stringify!($key).replace('_', "-"));
+                    }
+                )*
+                changed
+            }
         }
     };
 }
@@ -165,6 +187,14 @@ mod tests {
         );
         let not_a_list = Settings::from_yaml("listeners: tcp://x:1\n").unwrap_err();
         assert!(not_a_list.contains("listeners"), "{not_a_list}");
+    }
+
+    #[test]
+    fn changed_keys_are_named_as_the_file_names_them() {
+        let old = Settings::from_yaml("max-tags: 5\nlog-level: info\n").unwrap();
+        let new = Settings::from_yaml("max-tags: 6\nlog-level: info\nruntime: smol\n").unwrap();
+        assert_eq!(old.changed(&new), ["runtime", "max-tags"]);
+        assert!(old.changed(&old).is_empty());
     }
 
     #[test]

@@ -128,6 +128,16 @@ impl Authority {
         authority
     }
 
+    /// Replaces the verifier of a server of signed tokens; `false` on a
+    /// server of stored tokens, which keeps none.
+    pub(crate) fn set_verifier(&mut self, verifier: std::sync::Arc<dyn TokenVerifier>) -> bool {
+        if self.verifier.is_none() {
+            return false;
+        }
+        self.verifier = Some(verifier);
+        true
+    }
+
     /// Whether tokens are signed rather than stored.
     pub(crate) fn is_signed(&self) -> bool {
         self.verifier.is_some()

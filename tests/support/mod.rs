@@ -207,8 +207,35 @@ impl Server {
 
     /// Sends SIGTERM: a graceful shutdown.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGHUP, and waits until the server logged that it read its
+    /// config again (applied or refused); returns what it logged for it.
+    pub fn hangup(&self) -> Vec<String> {
+        let before = self.log().len();
+        self.signal("HUP");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let said: Vec<String> = self.log()[before..]
+                .iter()
+                .filter(|line| line.contains("SIGHUP"))
+                .cloned()
+                .collect();
+            if said
+                .iter()
+                .any(|line| line.contains("read again") || line.contains("refused"))
+            {
+                return said;
+            }
+            assert!(Instant::now() < deadline, "no reload in {:#?}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success());

@@ -67,7 +67,7 @@ impl<R: Runtime> HttpService<R> {
         let allowed = check_origin(
             origin.as_deref(),
             host.as_deref(),
-            &self.options.allowed_origins,
+            &self.options.allowed_origins.get(),
         );
         let mut response = match &allowed {
             _ if preflight => Response::new(StatusCode::NoContent),
@@ -266,9 +266,9 @@ impl<R: Runtime> HttpService<R> {
     /// CORS headers for an allowed page from another origin.
     fn cors(&self, response: &mut Response, origin: Option<&str>, preflight: bool) {
         let Some(origin) = origin else { return };
-        let any = self.options.allowed_origins.iter().any(|o| o == "*");
-        let listed = (self.options.allowed_origins.iter())
-            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin));
+        let origins = self.options.allowed_origins.get();
+        let any = origins.iter().any(|o| o == "*");
+        let listed = (origins.iter()).any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin));
         if !any && !listed {
             return; // its own origin needs no CORS; any other was refused
         }

@@ -199,8 +199,8 @@ pub struct Hub {
     shards: Box<[Mutex<State>]>,
     /// The shard the next connection goes to, counting up.
     next_shard: AtomicUsize,
-    max_line: usize,
-    max_connections: usize,
+    max_line: AtomicUsize,
+    max_connections: AtomicUsize,
     /// Accepted sockets open now, of every transport.
     sockets: AtomicUsize,
     authenticator: Option<Arc<dyn Authenticator>>,
@@ -213,7 +213,8 @@ pub struct Hub {
     remote: AtomicU64,
     /// The link to the other nodes, for the snapshot.
     replication: OnceLock<ReplicationReport>,
-    pace_timeout: Duration,
+    /// In milliseconds.
+    pace_timeout: AtomicU64,
     transports: TransportCounts,
     shutdown: Shutdown,
 }
@@ -270,8 +271,8 @@ impl Hub {
         }
         let config = engines[0].config().clone();
         Hub {
-            max_connections: config.max_connections,
-            pace_timeout: config.pace_timeout,
+            max_connections: AtomicUsize::new(config.max_connections),
+            pace_timeout: AtomicU64::new(config.pace_timeout.as_millis() as u64),
             sockets: AtomicUsize::new(0),
             shards: engines
                 .into_iter()
@@ -283,7 +284,7 @@ impl Hub {
                 })
                 .collect(),
             next_shard: AtomicUsize::new(0),
-            max_line,
+            max_line: AtomicUsize::new(max_line),
             authenticator,
             runtime: OnceLock::new(),
             outlet: OnceLock::new(),
@@ -410,7 +411,7 @@ impl Hub {
 
     /// One publish line from another node.
     fn decode_publish(&self, frame: &[u8]) -> Result<Request, String> {
-        let mut decoder = mist_proto::LineDecoder::new(self.max_line);
+        let mut decoder = mist_proto::LineDecoder::new(self.max_line());
         let mut decoded: Vec<Result<Request, ProtoError>> = Vec::new();
         decoder.decode(frame, &mut decoded);
         match (decoded.pop(), decoded.is_empty(), decoder.buffered()) {
@@ -485,7 +486,28 @@ impl Hub {
 
     /// How long a paced publisher waits for its subscribers.
     pub(crate) fn pace_timeout(&self) -> Duration {
+        Duration::from_millis(self.pace_timeout.load(Ordering::Relaxed))
+    }
+
+    /// New limits, for work from now on: new connections and lines, new
+    /// commands and new deliveries (what clients already hold stays, even
+    /// beyond a lowered limit). The number of shards cannot change.
+    pub fn reconfigure(self: &Arc<Self>, config: Config, max_line: usize) {
+        self.max_line.store(max_line, Ordering::Relaxed);
+        self.max_connections
+            .store(config.max_connections, Ordering::Relaxed);
         self.pace_timeout
+            .store(config.pace_timeout.as_millis() as u64, Ordering::Relaxed);
+        for shard in 0..self.shards.len() {
+            self.drive(shard, |state| state.engine.set_config(config.clone()));
+        }
+    }
+
+    /// Checks signed tokens of new connections with `verifier` from now on
+    /// (a new key); open connections keep what their token gave them.
+    /// `false` on a hub that does not take signed tokens.
+    pub fn set_token_verifier(&self, verifier: Arc<dyn TokenVerifier>) -> bool {
+        self.lock(0).engine.set_token_verifier(verifier)
     }
 
     /// Adds a custom command to every shard (see [`mist_engine::extension`]).
@@ -516,7 +538,7 @@ impl Hub {
 
     /// The longest line a client may send, in bytes.
     pub fn max_line(&self) -> usize {
-        self.max_line
+        self.max_line.load(Ordering::Relaxed)
     }
 
     /// The engine's counters, summed over its shards.
@@ -627,7 +649,7 @@ impl Hub {
         if self.is_stopping() {
             return Err(mist_engine::Error::ShuttingDown);
         }
-        let limit = self.max_connections;
+        let limit = self.max_connections.load(Ordering::Relaxed);
         if self.sockets.fetch_add(1, Ordering::AcqRel) >= limit {
             self.sockets.fetch_sub(1, Ordering::AcqRel);
             return Err(mist_engine::Error::TooManyConnections { limit });

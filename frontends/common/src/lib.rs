@@ -50,7 +50,7 @@ pub use hub::{
     Via,
 };
 pub use log_limit::LogLimit;
-pub use options::{ListenerOptions, MAX_HEAD};
+pub use options::{ListenerOptions, Origins, MAX_HEAD};
 pub use origin::check_origin;
 pub use runtime::Runtime;
 pub use token::{refusal_text, request_token};

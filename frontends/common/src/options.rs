@@ -2,6 +2,7 @@
 
 use crate::guard::Limits;
 use crate::tls::Tls;
+use parking_lot::RwLock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +22,9 @@ pub struct ListenerOptions {
     /// even the pong, for twice that long is closed. `None` turns it off.
     pub ws_keepalive: Option<Duration>,
     /// Origins whose web pages may use the broker, besides its own (see
-    /// [`crate::check_origin`]); `*` allows any.
-    pub allowed_origins: Vec<String>,
+    /// [`crate::check_origin`]); `*` allows any. They can change while the
+    /// server runs ([`Origins::set`]).
+    pub allowed_origins: Origins,
     /// How often an idle SSE stream gets a keepalive comment, which is also
     /// how soon a client that left is noticed and forgotten.
     pub sse_keepalive: Duration,
@@ -44,7 +46,7 @@ impl Default for ListenerOptions {
         ListenerOptions {
             keepalive: Some(Duration::from_secs(60)),
             ws_keepalive: Some(Duration::from_secs(30)),
-            allowed_origins: Vec::new(),
+            allowed_origins: Origins::default(),
             sse_keepalive: Duration::from_secs(15),
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
@@ -53,6 +55,42 @@ impl Default for ListenerOptions {
         }
     }
 }
+
+/// The origins a server allows, shared by its listeners and swappable
+/// while it runs: requests from then on see the new list.
+#[derive(Clone, Default)]
+pub struct Origins(Arc<RwLock<Arc<Vec<String>>>>);
+
+impl Origins {
+    /// These origins (`*` for any).
+    pub fn new(origins: Vec<String>) -> Origins {
+        Origins(Arc::new(RwLock::new(Arc::new(origins))))
+    }
+
+    /// The list now.
+    pub fn get(&self) -> Arc<Vec<String>> {
+        self.0.read().clone()
+    }
+
+    /// Replaces the list for requests from now on.
+    pub fn set(&self, origins: Vec<String>) {
+        *self.0.write() = Arc::new(origins);
+    }
+}
+
+impl std::fmt::Debug for Origins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl PartialEq for Origins {
+    fn eq(&self, other: &Origins) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Origins {}
 
 impl ListenerOptions {
     /// The bounds on an HTTP listener's requests.

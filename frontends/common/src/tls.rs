@@ -91,10 +91,15 @@ impl Tls {
     /// Reads `files` (the same paths, or new ones) again and uses them for
     /// connections from now on; on any problem the old settings stay.
     pub fn reload(&self, files: TlsFiles) -> Result<(), TlsError> {
-        let config = server_config(&files)?;
-        *self.config.write() = Arc::new(config);
-        *self.files.lock() = files;
+        self.replace_with(Tls::load(files)?);
         Ok(())
+    }
+
+    /// Uses what `new` (checked already, see [`Tls::load`]) holds for
+    /// connections from now on; open ones keep theirs.
+    pub fn replace_with(&self, new: Tls) {
+        *self.config.write() = new.config.into_inner();
+        *self.files.lock() = new.files.into_inner();
     }
 
     /// The files in use.

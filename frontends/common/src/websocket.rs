@@ -108,8 +108,11 @@ where
             return Err(refusal(StatusCode::NOT_FOUND, &error));
         }
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        if let Err(error) = check_origin(header("origin"), header("host"), &options.allowed_origins)
-        {
+        if let Err(error) = check_origin(
+            header("origin"),
+            header("host"),
+            &options.allowed_origins.get(),
+        ) {
             return Err(refusal(StatusCode::FORBIDDEN, &error));
         }
         let token = request_token(header("x-auth-token"), request.uri().query());

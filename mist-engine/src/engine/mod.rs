@@ -391,6 +391,22 @@ impl Engine {
         Engine::secured_shards(config, 1, server_token, grants).remove(0)
     }
 
+    /// Input: new limits, for work from now on (new connections, commands
+    /// and deliveries); what clients hold already stays. Call it on every
+    /// shard.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
+    /// Input: a new verifier for signed tokens (a new key), for tokens
+    /// presented from now on; open connections keep what theirs gave them.
+    /// Shared by every shard; `false` on an engine of stored tokens.
+    pub fn set_token_verifier(&mut self, verifier: Arc<dyn crate::auth::TokenVerifier>) -> bool {
+        self.shared
+            .authority()
+            .is_some_and(|mut authority| authority.set_verifier(verifier))
+    }
+
     /// This shard's number, which the [`ConnId`]s it hands out carry.
     pub fn shard_index(&self) -> usize {
         self.shard

@@ -41,7 +41,15 @@
 //!   shard once all its offers are delivered.
 //! - [`Engine::handle_sync`] on every shard after [`Output::Sync`].
 //! - [`Engine::handle_remote_publish`] with a publish another node of the
-//!   broker replicated, on every shard [`Engine::shards_wanting`] names.
+//!   broker replicated, on every shard [`Engine::shards_wanting`] names;
+//!   [`Engine::handle_remote_change`] with an admin change made there.
+//! - [`Engine::handle_anchor_ready`], [`Engine::handle_anchor_dropped`] and
+//!   [`Engine::handle_anchors_released`] when routing by tag (below).
+//! - [`Engine::handle_clock`] with the wall-clock time, at start and about
+//!   once a second: signed tokens are checked against it, and connections
+//!   whose signed token expired are closed.
+//! - [`Engine::set_config`] and [`Engine::set_token_verifier`] when the
+//!   server's settings are reloaded: they apply to new work.
 //! - [`Engine::handle_shutdown`] when the server stops: every connection is
 //!   closed once its outbox is written, and new ones are refused.
 //!
@@ -64,7 +72,12 @@
 //!   worth one line in the log.
 //! - [`Output::Offer`] and [`Output::Sync`] come only from shards (below).
 //! - [`Output::Replicate`] carries a publish of this node's clients to the
-//!   other nodes, once [`Engine::set_replicating`] is on.
+//!   other nodes, once [`Engine::set_replicating`] is on;
+//!   [`Output::ReplicateChange`] an admin change.
+//! - [`Output::Interest`] names a tag this node gained or lost as an anchor,
+//!   once [`Engine::set_routing_by_tag`] is on: each subscription is anchored
+//!   on its first tag in sorted order, and a client whose new anchor the
+//!   node does not hear yet waits until [`Engine::handle_anchor_ready`].
 //!
 //! After each input, [`Engine::flow`] tells a connection's reader what to do:
 //! [`Flow::Read`] when all its input is applied; [`Flow::Yield`] when its

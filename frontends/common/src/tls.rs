@@ -234,6 +234,10 @@ fn check_validity(cert: &CertificateDer<'_>, path: &Path) -> Result<(), TlsError
     Ok(())
 }
 
+/// Encrypted bytes rustls may hold for one connection before a write
+/// takes no more; what a writer hands over at once fits.
+const WRITE_LIMIT: usize = 1024 * 1024;
+
 /// A TLS connection that, like a TCP stream, can be cloned so its reader
 /// and writer work independently. Each read or write holds the lock for
 /// one poll only, never across a wait.
@@ -251,7 +255,11 @@ impl<S> Clone for TlsStream<S> {
 
 impl<S> TlsStream<S> {
     /// Shares a connection whose handshake is done.
-    pub fn new(stream: futures_rustls::server::TlsStream<S>) -> TlsStream<S> {
+    pub fn new(mut stream: futures_rustls::server::TlsStream<S>) -> TlsStream<S> {
+        // rustls takes at most 64 KiB of plaintext per write by default, so
+        // a batch larger than that cost several writes (and system calls);
+        // the outbox bounds what a connection holds already.
+        stream.get_mut().1.set_buffer_limit(Some(WRITE_LIMIT));
         TlsStream {
             inner: Arc::new(Mutex::new(stream)),
         }

@@ -3,8 +3,11 @@
 # subscribers and 2 and 8 publisher/subscriber pairs, over a tcp:// and a
 # tls:// listener of one mist in alternating runs, ROUNDS each (default 3);
 # prints the medians and TLS as a fraction of plain. The client encrypts
-# and decrypts too, on the same machine, so the fraction includes its cost.
-#   scripts/bench-tls.sh [ROUNDS]      (needs openssl, to make a throwaway CA)
+# and decrypts too, on the same machine. Two layouts: "shared" lets server
+# and client share every core (the fraction then includes the client's own
+# TLS cost); "pinned" runs the server on CPU 0 and the client on CPU 1
+# (taskset), so each side's cost stays its own.
+#   scripts/bench-tls.sh [ROUNDS]      (needs openssl, to make a throwaway CA, and taskset)
 # Environment: MIST_BENCH_RUNTIMES (default "async-std smol").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,24 +36,27 @@ scenarios=(
 )
 results="$dir/results"
 for round in $(seq "$rounds"); do
-  for runtime in $runtimes; do
-    plain=$(free_port); tls=$(free_port)
-    "$MIST" --server --runtime "$runtime" --log-level error \
-      --listeners "tcp://127.0.0.1:$plain,tls://127.0.0.1:$tls" \
-      --tls-cert "$dir/server.pem" --tls-key "$dir/server.key" & server=$!
-    sleep 0.5
-    for s in "${scenarios[@]}"; do
-      name=${s%%|*}
-      args=${s#*|}
-      for how in plain tls; do
-        if [ "$how" = plain ]; then host=(--host "127.0.0.1:$plain"); else host=(--host "127.0.0.1:$tls" --tls-ca "$dir/ca.pem"); fi
-        # shellcheck disable=SC2086
-        rate=$("$MIST" bench $args "${host[@]}" | awk '/^delivered/ {print $(NF-1)}')
-        echo "$runtime|$name|$how|$rate" >>"$results"
+  for layout in shared pinned; do
+    if [ "$layout" = pinned ]; then on_server=(taskset -c 0); on_client=(taskset -c 1); else on_server=(); on_client=(); fi
+    for runtime in $runtimes; do
+      plain=$(free_port); tls=$(free_port)
+      "${on_server[@]}" "$MIST" --server --runtime "$runtime" --log-level error \
+        --listeners "tcp://127.0.0.1:$plain,tls://127.0.0.1:$tls" \
+        --tls-cert "$dir/server.pem" --tls-key "$dir/server.key" & server=$!
+      sleep 0.5
+      for s in "${scenarios[@]}"; do
+        name=${s%%|*}
+        args=${s#*|}
+        for how in plain tls; do
+          if [ "$how" = plain ]; then host=(--host "127.0.0.1:$plain"); else host=(--host "127.0.0.1:$tls" --tls-ca "$dir/ca.pem"); fi
+          # shellcheck disable=SC2086
+          rate=$("${on_client[@]}" "$MIST" bench $args "${host[@]}" | awk '/^delivered/ {print $(NF-1)}')
+          echo "$layout|$runtime|$name|$how|$rate" >>"$results"
+        done
       done
+      kill "$server"; wait "$server" 2>/dev/null || true
+      echo "round $round: $layout $runtime done" >&2
     done
-    kill "$server"; wait "$server" 2>/dev/null || true
-    echo "round $round: $runtime done" >&2
   done
 done
 
@@ -58,10 +64,10 @@ python3 - "$results" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    runtime, name, how, rate = line.strip().split("|")
-    rows.setdefault((runtime, name), {}).setdefault(how, []).append(float(rate or 0))
-print(f"{'runtime':<10} {'scenario':<11} {'plain M/s':>10} {'tls M/s':>10} {'tls/plain':>10}")
-for (runtime, name), by in rows.items():
+    layout, runtime, name, how, rate = line.strip().split("|")
+    rows.setdefault((layout, runtime, name), {}).setdefault(how, []).append(float(rate or 0))
+print(f"{'layout':<7} {'runtime':<10} {'scenario':<11} {'plain M/s':>10} {'tls M/s':>10} {'tls/plain':>10}")
+for (layout, runtime, name), by in rows.items():
     plain = statistics.median(by["plain"]); tls = statistics.median(by["tls"])
-    print(f"{runtime:<10} {name:<11} {plain/1e6:>10.2f} {tls/1e6:>10.2f} {tls/plain if plain else float('nan'):>10.2f}")
+    print(f"{layout:<7} {runtime:<10} {name:<11} {plain/1e6:>10.2f} {tls/1e6:>10.2f} {tls/plain if plain else float('nan'):>10.2f}")
 PY

@@ -19,6 +19,12 @@
 //! - [`HttpService`] answers the HTTP endpoints (ping, publish, SSE, the
 //!   WebSocket upgrade) over `http-types`, whatever server carries them.
 //! - [`listener`] parses and vets listener URIs such as `tcp://127.0.0.1:1445`.
+//! - [`tls`] loads and checks the certificate of the `tls://`, `wss://` and
+//!   `https://` listeners (and swaps it on reload); [`Listening::serve_tls`]
+//!   runs the handshake, bounded in time and counted against the connection
+//!   limit, then serves what the plain listener would.
+//! - [`Hub::route_by_tag`], [`Hub::replicate_to`] and [`Hub::handle_remote`]
+//!   make the hub one node of several (see the `mist-replicator` crate).
 
 #![warn(missing_docs)]
 

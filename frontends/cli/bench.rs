@@ -3,10 +3,10 @@
 //! at a fixed rate and reports percentiles. Both use plain blocking sockets so
 //! that the tool, not the server, stays simple.
 
-use crate::client::{client_command, Client, Connection, Endpoint};
-use crate::tls::TlsFlags;
+use crate::client::{client_command, failure, Client, Connection, Endpoint};
 use crate::{default_host, Failure};
 use argh::FromArgs;
+use mist_client::TlsOptions;
 use mist_proto::Request;
 use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,7 +88,7 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
     let subscribers_at = endpoint.at(cmd.subscribe_host.as_deref().unwrap_or(&cmd.host));
     for _ in 0..cmd.subs {
         let mut conn = subscribers_at.open()?;
-        conn.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
+        conn.subscribe(&[tag.as_str()]).map_err(failure)?;
         let (start_line, published, expected) = (start_line.clone(), published.clone(), cmd.msgs);
         subscribers.push(thread::spawn(move || {
             start_line.wait();
@@ -135,10 +135,12 @@ fn publish_all(
     let mut left = msgs;
     while left > 0 {
         let n = left.min(per_write);
-        publisher.write_raw(&chunk[..n as usize * line.len()])?;
+        publisher
+            .send_raw(&chunk[..n as usize * line.len()])
+            .map_err(failure)?;
         left -= n;
     }
-    publisher.confirm(&Request::new("ping"))?;
+    publisher.ping().map_err(failure)?;
     Ok(())
 }
 
@@ -152,7 +154,7 @@ fn pairs(cmd: &Bench) -> Result<(), Failure> {
     for pair in 0..cmd.pairs {
         let tag = format!("bench-{}-{pair}", std::process::id());
         let mut conn = endpoint.open()?;
-        conn.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
+        conn.subscribe(&[tag.as_str()]).map_err(failure)?;
         let (line, done, expected) = (start_line.clone(), published.clone(), cmd.msgs);
         subscribers.push(thread::spawn(move || {
             line.wait();
@@ -264,14 +266,14 @@ fn latency(cmd: &Bench) -> Result<(), Failure> {
     let published = Arc::new(AtomicBool::new(false));
     let endpoint = cmd.endpoint()?;
     let mut subscriber = endpoint.open()?;
-    subscriber.confirm(&Request::new("subscribe").tags([tag.as_str()]))?;
+    subscriber.subscribe(&[tag.as_str()]).map_err(failure)?;
     let receiving = {
         let published = published.clone();
         thread::spawn(move || -> Result<Vec<Duration>, Failure> {
             let mut latencies = Vec::with_capacity(total as usize);
             let mut quiet_since = Instant::now();
             while (latencies.len() as u64) < total {
-                match subscriber.receive(Some(POLL))? {
+                match subscriber.next_message_within(POLL).map_err(failure)? {
                     Some(message) => {
                         let sent: u64 = message
                             .data
@@ -303,7 +305,8 @@ fn latency(cmd: &Bench) -> Result<(), Failure> {
             thread::sleep(wait);
         }
         let stamp = format!("{:020}{padding}", epoch.elapsed().as_nanos());
-        publisher.send(&Request::new("publish").tags([tag.as_str()]).data(stamp))?;
+        let line = Request::new("publish").tags([tag.as_str()]).data(stamp);
+        publisher.send_raw(&line.to_line()).map_err(failure)?;
     }
     published.store(true, Ordering::Release);
     let mut latencies = receiving

@@ -1,13 +1,11 @@
 //! The client subcommands: one blocking connection to a running server.
 
-use crate::tls::{Stream, TlsFlags};
 use crate::{default_host, split_tags, Failure};
 use argh::FromArgs;
-use mist_proto::{LineDecoder, Message, ProtoError, Request, DEFAULT_MAX_LINE};
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use mist_client::TlsOptions;
+use mist_proto::Request;
+use std::io::{self, Write};
+use std::time::Duration;
 
 /// How long a command waits for the server's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,16 +49,18 @@ macro_rules! client_command {
 
         impl Client for $command {
             fn endpoint(&self) -> Result<Endpoint, Failure> {
-                let flags = TlsFlags {
+                let tls = TlsOptions {
                     tls: self.tls,
                     ca: self.tls_ca.clone(),
                     cert: self.tls_cert.clone(),
                     key: self.tls_key.clone(),
                 };
+                // Files that cannot be used are a usage error, said now.
+                tls.config().map_err(|e| Failure::Usage(e.to_string()))?;
                 Ok(Endpoint {
                     host: self.host.clone(),
                     token: self.token.clone(),
-                    tls: flags.config()?,
+                    tls,
                 })
             }
         }
@@ -72,7 +72,7 @@ macro_rules! client_command {
 pub struct Endpoint {
     pub host: String,
     pub token: Option<String>,
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub tls: TlsOptions,
 }
 
 impl Endpoint {
@@ -84,9 +84,13 @@ impl Endpoint {
         }
     }
 
-    /// A new connection, authenticated when there is a token.
+    /// A new connection, authenticated when there is a token; a command
+    /// waits at most [`REPLY_TIMEOUT`] for its answer.
     pub fn open(&self) -> Result<Connection, Failure> {
-        Connection::open(self)
+        let mut conn = Connection::connect_with(&self.host, self.token.as_deref(), &self.tls)
+            .map_err(failure)?;
+        conn.set_reply_timeout(Some(REPLY_TIMEOUT));
+        Ok(conn)
     }
 }
 
@@ -157,114 +161,36 @@ client_command! {
 
 pub(crate) use client_command;
 
-/// A blocking line-protocol connection.
-pub struct Connection {
-    stream: Stream,
-    decoder: LineDecoder,
-    received: VecDeque<Result<Message, ProtoError>>,
-    buf: Vec<u8>,
-}
+/// A connection of the client commands: mist-client's blocking client.
+pub type Connection = mist_client::blocking::Client;
 
-impl Connection {
-    /// Connects, and authenticates first when given a token.
-    pub fn open(endpoint: &Endpoint) -> Result<Connection, Failure> {
-        let mut connection = Connection {
-            stream: Stream::connect(&endpoint.host, endpoint.tls.as_ref())?,
-            decoder: LineDecoder::new(DEFAULT_MAX_LINE * 2),
-            received: VecDeque::new(),
-            buf: vec![0; 64 * 1024],
-        };
-        if let Some(token) = &endpoint.token {
-            connection.send(&Request::new("auth").data(token))?;
+/// A client error as the command reports it: the server's refusal in its
+/// own words.
+pub fn failure(error: mist_client::Error) -> Failure {
+    match error {
+        mist_client::Error::Server { message, .. } => {
+            Failure::Failed(format!("server error: {message}"))
         }
-        Ok(connection)
-    }
-
-    /// Gives up the protocol decoding; frames not yet consumed are discarded.
-    pub fn into_stream(self) -> Stream {
-        self.stream
-    }
-
-    /// Writes bytes that are already protocol lines.
-    pub fn write_raw(&mut self, lines: &[u8]) -> Result<(), Failure> {
-        self.stream.write_all(lines).map_err(Failure::from)
-    }
-
-    pub fn send(&mut self, request: &Request) -> Result<(), Failure> {
-        self.stream
-            .write_all(&request.to_line())
-            .map_err(|e| Failure::Failed(format!("sending to the server failed: {e}")))
-    }
-
-    /// The next frame from the server; `None` once `timeout` passes first.
-    pub fn receive(&mut self, timeout: Option<Duration>) -> Result<Option<Message>, Failure> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            if let Some(frame) = self.received.pop_front() {
-                return frame
-                    .map(Some)
-                    .map_err(|e| Failure::Failed(format!("the server sent a bad frame: {e}")));
-            }
-            let wait = match deadline {
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Ok(None),
-                },
-                None => None,
-            };
-            self.stream.set_read_timeout(wait)?;
-            let n = match self.stream.read(&mut self.buf) {
-                Ok(0) => return Err(Failure::Failed("the server closed the connection".into())),
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    return Err(Failure::Failed(format!(
-                        "reading from the server failed: {e}"
-                    )))
-                }
-            };
-            let mut frames = Vec::new();
-            self.decoder.decode(&self.buf[..n], &mut frames);
-            self.received.extend(frames);
-        }
-    }
-
-    /// Waits for the reply to a command sent last, failing on an error reply.
-    pub fn reply(&mut self) -> Result<Message, Failure> {
-        match self.receive(Some(REPLY_TIMEOUT))? {
-            Some(Message {
-                error: Some(error), ..
-            }) => Err(Failure::Failed(format!("server error: {error}"))),
-            Some(message) => Ok(message),
-            None => Err(Failure::Failed(format!(
+        mist_client::Error::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Failure::Failed(format!(
                 "no reply from the server within {} s",
                 REPLY_TIMEOUT.as_secs()
-            ))),
+            ))
         }
+        other => Failure::Failed(other.to_string()),
     }
+}
 
-    /// Sends `request` followed by a ping: commands are applied in order, so
-    /// the pong proves `request` took effect, and an error reply comes first.
-    /// Returns the deliveries that arrived before the pong.
-    pub fn confirm(&mut self, request: &Request) -> Result<Vec<Message>, Failure> {
-        self.send(request)?;
-        self.send(&Request::new("ping"))?;
-        let mut early = Vec::new();
-        loop {
-            let message = self.reply()?;
-            if message.command == "ping" {
-                return Ok(early);
-            }
-            early.push(message);
-        }
-    }
+/// Sends `request` and prints the server's reply as the JSON line it is.
+fn print_reply(conn: &mut Connection, request: Request) -> Result<(), Failure> {
+    let reply = conn.command(request).map_err(failure)?;
+    println!("{}", serde_json::to_string(&reply)?);
+    Ok(())
 }
 
 fn tags_of(option: &str) -> Result<Vec<String>, Failure> {
@@ -278,50 +204,38 @@ fn tags_of(option: &str) -> Result<Vec<String>, Failure> {
 }
 
 pub fn ping(cmd: &Ping) -> Result<(), Failure> {
-    let mut conn = cmd.endpoint()?.open()?;
-    let start = Instant::now();
-    conn.send(&Request::new("ping"))?;
-    let reply = conn.reply()?;
-    let elapsed = start.elapsed();
-    println!(
-        "{} ({:.3} ms)",
-        reply.data.as_deref().unwrap_or(""),
-        elapsed.as_secs_f64() * 1000.0
-    );
+    let elapsed = cmd.endpoint()?.open()?.ping().map_err(failure)?;
+    println!("pong ({:.3} ms)", elapsed.as_secs_f64() * 1000.0);
     Ok(())
 }
 
 pub fn publish(cmd: &Publish) -> Result<(), Failure> {
-    let request = Request::new("publish")
-        .tags(tags_of(&cmd.tags)?)
-        .data(&cmd.data);
-    cmd.endpoint()?.open()?.confirm(&request).map(drop)
+    let tags = tags_of(&cmd.tags)?;
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let mut conn = cmd.endpoint()?.open()?;
+    conn.publish(&tags, &cmd.data).map_err(failure)
 }
 
 pub fn unsubscribe(cmd: &Unsubscribe) -> Result<(), Failure> {
-    let request = Request::new("unsubscribe").tags(tags_of(&cmd.tags)?);
-    cmd.endpoint()?.open()?.confirm(&request).map(drop)
+    let tags = tags_of(&cmd.tags)?;
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let mut conn = cmd.endpoint()?.open()?;
+    conn.unsubscribe(&tags).map_err(failure)
 }
 
 pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
     let mut conn = cmd.endpoint()?.open()?;
     let tags = tags_of(&cmd.tags)?;
-    let early = conn.confirm(&Request::new("subscribe").tags(&tags))?;
+    let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    conn.subscribe(&tag_refs).map_err(failure)?;
     eprintln!(
         "mist: subscribed to {}; waiting for messages",
         tags.join(",")
     );
-    let mut early = early.into_iter();
     let mut stdout = io::stdout().lock();
     let mut printed = 0;
     while cmd.count.is_none_or(|count| printed < count) {
-        let message = match early.next() {
-            Some(message) => message,
-            None => match conn.receive(None)? {
-                Some(message) => message,
-                None => continue,
-            },
-        };
+        let message = conn.next_message().map_err(failure)?;
         if let Some(error) = &message.error {
             eprintln!("mist: server error: {error}");
             continue;
@@ -339,28 +253,21 @@ pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
 }
 
 pub fn who(cmd: &Who) -> Result<(), Failure> {
-    let mut conn = cmd.endpoint()?.open()?;
-    conn.send(&Request::new("who"))?;
-    let reply = conn.reply()?;
-    println!("{}", reply.data.unwrap_or_default());
+    let who = cmd.endpoint()?.open()?.who().map_err(failure)?;
+    println!("{}", who.text);
     Ok(())
 }
 
 pub fn listall(cmd: &Listall) -> Result<(), Failure> {
-    let mut conn = cmd.endpoint()?.open()?;
-    conn.send(&Request::new("listall"))?;
-    let reply = conn.reply()?;
-    println!("{}", serde_json::to_string(&reply)?);
-    Ok(())
+    print_reply(&mut cmd.endpoint()?.open()?, Request::new("listall"))
 }
 
 pub fn list(cmd: &List) -> Result<(), Failure> {
     let mut conn = cmd.endpoint()?.open()?;
     for tags in &cmd.subscribe {
-        conn.confirm(&Request::new("subscribe").tags(tags_of(tags)?))?;
+        let tags = tags_of(tags)?;
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        conn.subscribe(&tags).map_err(failure)?;
     }
-    conn.send(&Request::new("list"))?;
-    let reply = conn.reply()?;
-    println!("{}", serde_json::to_string(&reply)?);
-    Ok(())
+    print_reply(&mut conn, Request::new("list"))
 }

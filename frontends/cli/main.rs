@@ -9,7 +9,6 @@ mod client;
 mod reload;
 mod server;
 mod settings;
-mod tls;
 mod token;
 
 use argh::FromArgs;

@@ -1,0 +1,179 @@
+//! The client for code without an async runtime: the same calls as
+//! [`crate::Client`], each waiting for its answer, over TCP or TLS.
+//!
+//! ```no_run
+//! use mist_client::blocking::Client;
+//! use mist_client::TlsOptions;
+//! use std::time::Duration;
+//!
+//! let tls = TlsOptions { ca: Some("ca.pem".into()), ..TlsOptions::default() };
+//! let mut client = Client::connect_with("127.0.0.1:1446", Some("token"), &tls)?;
+//! client.subscribe(&["news"])?;
+//! while let Some(message) = client.next_message_within(Duration::from_secs(5))? {
+//!     println!("{:?}: {:?}", message.tags, message.data);
+//! }
+//! # Ok::<(), mist_client::Error>(())
+//! ```
+
+use crate::tls::{Stream, TlsOptions};
+use crate::{Error, Message, Who};
+use futures::executor::block_on;
+use futures::io::AllowStdIo;
+use std::io;
+use std::time::Duration;
+
+type Inner = crate::Client<AllowStdIo<Stream>>;
+
+/// A blocking connection to a mist server.
+pub struct Client {
+    inner: Inner,
+    /// How long a command waits for its answer; `None` for ever.
+    reply_timeout: Option<Duration>,
+}
+
+impl Client {
+    /// Connects to `host` (`name:port`) over plain TCP, authenticated with
+    /// `token` if given.
+    pub fn connect(host: &str, token: Option<&str>) -> Result<Client, Error> {
+        Client::connect_with(host, token, &TlsOptions::default())
+    }
+
+    /// Connects over TLS as `tls` says (plain TCP if it asks for nothing).
+    pub fn connect_with(
+        host: &str,
+        token: Option<&str>,
+        tls: &TlsOptions,
+    ) -> Result<Client, Error> {
+        let config = tls.config()?;
+        let stream = Stream::connect(host, config.as_ref())?;
+        let inner = block_on(crate::Client::new(AllowStdIo::new(stream), token))?;
+        Ok(Client {
+            inner,
+            reply_timeout: None,
+        })
+    }
+
+    /// How long each command waits for its answer from now on (`None`,
+    /// the default, for as long as it takes); one that waits longer fails
+    /// with an [`Error::Io`] of kind `WouldBlock` or `TimedOut`.
+    pub fn set_reply_timeout(&mut self, timeout: Option<Duration>) {
+        self.reply_timeout = timeout;
+    }
+
+    /// Runs a command with the reply timeout on the socket.
+    fn call<T>(&mut self, run: impl FnOnce(&mut Inner) -> Result<T, Error>) -> Result<T, Error> {
+        self.set_read_timeout(self.reply_timeout)?;
+        run(&mut self.inner)
+    }
+
+    /// See [`crate::Client::command`].
+    pub fn command(&mut self, request: mist_proto::Request) -> Result<Message, Error> {
+        self.call(move |c: &mut Inner| block_on(c.command(request)))
+    }
+
+    /// See [`crate::Client::ping`].
+    pub fn ping(&mut self) -> Result<Duration, Error> {
+        self.call(|c: &mut Inner| block_on(c.ping()))
+    }
+
+    /// See [`crate::Client::publish`].
+    pub fn publish(&mut self, tags: &[&str], data: &str) -> Result<(), Error> {
+        self.call(|c: &mut Inner| block_on(c.publish(tags, data)))
+    }
+
+    /// See [`crate::Client::subscribe`].
+    pub fn subscribe(&mut self, tags: &[&str]) -> Result<(), Error> {
+        self.call(|c: &mut Inner| block_on(c.subscribe(tags)))
+    }
+
+    /// See [`crate::Client::unsubscribe`].
+    pub fn unsubscribe(&mut self, tags: &[&str]) -> Result<(), Error> {
+        self.call(|c: &mut Inner| block_on(c.unsubscribe(tags)))
+    }
+
+    /// See [`crate::Client::list`].
+    pub fn list(&mut self) -> Result<Vec<Vec<String>>, Error> {
+        self.call(|c: &mut Inner| block_on(c.list()))
+    }
+
+    /// See [`crate::Client::listall`].
+    pub fn listall(&mut self) -> Result<Vec<Vec<String>>, Error> {
+        self.call(|c: &mut Inner| block_on(c.listall()))
+    }
+
+    /// See [`crate::Client::who`].
+    pub fn who(&mut self) -> Result<Who, Error> {
+        self.call(|c: &mut Inner| block_on(c.who()))
+    }
+
+    /// See [`crate::Client::register`].
+    pub fn register(&mut self, token: &str, tags: &[&str]) -> Result<(), Error> {
+        self.call(|c: &mut Inner| block_on(c.register(token, tags)))
+    }
+
+    /// See [`crate::Client::unregister`].
+    pub fn unregister(&mut self, token: &str) -> Result<(), Error> {
+        self.call(|c: &mut Inner| block_on(c.unregister(token)))
+    }
+
+    /// See [`crate::Client::set`].
+    pub fn set(&mut self, token: &str, tags: &[&str]) -> Result<(), Error> {
+        self.call(|c: &mut Inner| block_on(c.set(token, tags)))
+    }
+
+    /// See [`crate::Client::unset`].
+    pub fn unset(&mut self, token: &str, tags: &[&str]) -> Result<(), Error> {
+        self.call(|c: &mut Inner| block_on(c.unset(token, tags)))
+    }
+
+    /// See [`crate::Client::tags`].
+    pub fn tags(&mut self, token: &str) -> Result<Vec<String>, Error> {
+        self.call(|c: &mut Inner| block_on(c.tags(token)))
+    }
+
+    /// The next delivery or notice, waiting as long as it takes.
+    pub fn next_message(&mut self) -> Result<Message, Error> {
+        self.set_read_timeout(None)?;
+        block_on(self.inner.next_message())
+    }
+
+    /// The next delivery or notice, or `None` if none comes within `wait`.
+    pub fn next_message_within(&mut self, wait: Duration) -> Result<Option<Message>, Error> {
+        if self.inner.queued_messages() == 0 {
+            self.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        }
+        let next = block_on(self.inner.next_message());
+        self.set_read_timeout(None)?;
+        match next {
+            Ok(message) => Ok(Some(message)),
+            Err(Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// See [`crate::Client::send_raw`].
+    pub fn send_raw(&mut self, lines: &[u8]) -> Result<(), Error> {
+        block_on(self.inner.send_raw(lines))
+    }
+
+    /// The connection itself, for reading what the server sends without
+    /// decoding it (a load generator counting lines).
+    pub fn into_stream(self) -> Stream {
+        self.inner.into_inner().into_inner()
+    }
+
+    fn set_read_timeout(&self, wait: Option<Duration>) -> Result<(), Error> {
+        self.inner
+            .stream_ref()
+            .get_ref()
+            .set_read_timeout(wait)
+            .map_err(Error::Io)
+    }
+}

@@ -1,0 +1,405 @@
+//! A client for mist servers.
+//!
+//! [`Client`] speaks mist's line protocol over any stream that implements
+//! [`futures::io::AsyncRead`] and [`AsyncWrite`], so it runs on async-std,
+//! smol, or tokio through a compat layer, and spawns nothing. [`blocking`]
+//! wraps it for scripts, tests and the `mist` command, over TCP or TLS.
+//!
+//! Commands take effect in order, so the client learns that a command whose
+//! success is silent (`subscribe`, `publish`, ...) was applied from a
+//! `ping` sent right behind it: when [`Client::subscribe`] returns, the
+//! subscription is in place. Deliveries that arrive meanwhile wait for
+//! [`Client::next_message`].
+//!
+//! ```no_run
+//! use mist_client::blocking;
+//!
+//! let mut client = blocking::Client::connect("127.0.0.1:1445", None)?;
+//! client.subscribe(&["news"])?;
+//! client.publish(&["news", "sport"], "from me")?; // never delivered to its publisher
+//! println!("{:?}", client.ping()?);
+//! # Ok::<(), mist_client::Error>(())
+//! ```
+//!
+//! Over an async runtime's socket (async-std here; smol's and tokio's, the
+//! latter through `tokio_util::compat`, work the same way):
+//!
+//! ```ignore
+//! let stream = async_std::net::TcpStream::connect("127.0.0.1:1445").await?;
+//! let mut client = mist_client::Client::new(stream, None).await?;
+//! client.subscribe(&["news"]).await?;
+//! let message = client.next_message().await?;
+//! ```
+
+pub mod blocking;
+mod error;
+mod tls;
+
+pub use error::Error;
+pub use mist_proto::Message;
+pub use tls::{Stream, TlsOptions};
+
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use mist_proto::{LineDecoder, ProtoError, Request};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// The longest line the client accepts from a server.
+pub const MAX_LINE: usize = 64 * 1024 * 1024;
+
+/// What `who` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Who {
+    /// Connections open (on this node, for a node of several).
+    pub connections: usize,
+    /// Connections holding a subscription.
+    pub subscribers: usize,
+    /// The server's sentence.
+    pub text: String,
+}
+
+/// One connection to a mist server over `S`.
+pub struct Client<S> {
+    stream: S,
+    decoder: LineDecoder,
+    buf: Vec<u8>,
+    /// Frames read and not handed out yet.
+    frames: VecDeque<Message>,
+    /// Deliveries (and notices from the server) read while waiting for a
+    /// reply, for [`Client::next_message`].
+    messages: VecDeque<Message>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// A client over `stream`, authenticated with `token` if given (the
+    /// server's refusal is an [`Error::Server`]).
+    pub async fn new(stream: S, token: Option<&str>) -> Result<Client<S>, Error> {
+        let mut client = Client {
+            stream,
+            decoder: LineDecoder::new(MAX_LINE),
+            buf: vec![0; 64 * 1024],
+            frames: VecDeque::new(),
+            messages: VecDeque::new(),
+        };
+        if let Some(token) = token {
+            client.confirm(Request::new("auth").data(token)).await?;
+        }
+        Ok(client)
+    }
+
+    /// The round-trip time of a `ping`.
+    pub async fn ping(&mut self) -> Result<Duration, Error> {
+        let start = Instant::now();
+        self.send(&Request::new("ping")).await?;
+        self.reply("ping").await?;
+        Ok(start.elapsed())
+    }
+
+    /// Publishes `data` on `tags`; returns once the server applied it (its
+    /// subscribers have it queued). The publisher never receives it.
+    pub async fn publish(&mut self, tags: &[&str], data: &str) -> Result<(), Error> {
+        let request = Request::new("publish")
+            .tags(tags.iter().copied())
+            .data(data);
+        self.confirm(request).await
+    }
+
+    /// Subscribes to messages carrying all of `tags`; returns once the
+    /// subscription is in place.
+    pub async fn subscribe(&mut self, tags: &[&str]) -> Result<(), Error> {
+        self.confirm(Request::new("subscribe").tags(tags.iter().copied()))
+            .await
+    }
+
+    /// Ends the subscription to exactly `tags`.
+    pub async fn unsubscribe(&mut self, tags: &[&str]) -> Result<(), Error> {
+        self.confirm(Request::new("unsubscribe").tags(tags.iter().copied()))
+            .await
+    }
+
+    /// Sends `request` and returns the server's reply to it, as it came
+    /// (deliveries meanwhile are kept). Only for commands that answer
+    /// (`ping`, `list`, `listall`, `who`, `tags`): a silent success would
+    /// leave this waiting.
+    pub async fn command(&mut self, request: Request) -> Result<Message, Error> {
+        let command = request.command.as_str().to_string();
+        self.send(&request).await?;
+        self.reply(&command).await
+    }
+
+    /// This connection's subscriptions, each a sorted tag list.
+    pub async fn list(&mut self) -> Result<Vec<Vec<String>>, Error> {
+        self.send(&Request::new("list")).await?;
+        Ok(self.reply("list").await?.subscriptions.unwrap_or_default())
+    }
+
+    /// Every subscription on the server (the admin's command).
+    pub async fn listall(&mut self) -> Result<Vec<Vec<String>>, Error> {
+        self.send(&Request::new("listall")).await?;
+        Ok(self
+            .reply("listall")
+            .await?
+            .subscriptions
+            .unwrap_or_default())
+    }
+
+    /// How many connections and subscribers the server has.
+    pub async fn who(&mut self) -> Result<Who, Error> {
+        self.send(&Request::new("who")).await?;
+        let reply = self.reply("who").await?;
+        Ok(Who {
+            connections: reply.connections.unwrap_or_default(),
+            subscribers: reply.subscribers.unwrap_or_default(),
+            text: reply.data.unwrap_or_default(),
+        })
+    }
+
+    /// Registers `token` with `tags` (the admin's command).
+    pub async fn register(&mut self, token: &str, tags: &[&str]) -> Result<(), Error> {
+        self.admin("register", token, tags).await
+    }
+
+    /// Unregisters `token`, closing its connections (the admin's command).
+    pub async fn unregister(&mut self, token: &str) -> Result<(), Error> {
+        self.admin("unregister", token, &[]).await
+    }
+
+    /// Grants `token` more tags (the admin's command).
+    pub async fn set(&mut self, token: &str, tags: &[&str]) -> Result<(), Error> {
+        self.admin("set", token, tags).await
+    }
+
+    /// Takes tags from `token` (the admin's command).
+    pub async fn unset(&mut self, token: &str, tags: &[&str]) -> Result<(), Error> {
+        self.admin("unset", token, tags).await
+    }
+
+    /// The tags `token` was granted (the admin's command).
+    pub async fn tags(&mut self, token: &str) -> Result<Vec<String>, Error> {
+        self.send(&Request::new("tags").data(token)).await?;
+        Ok(self.reply("tags").await?.tags.unwrap_or_default())
+    }
+
+    async fn admin(&mut self, command: &str, token: &str, tags: &[&str]) -> Result<(), Error> {
+        let mut request = Request::new(command).data(token);
+        if !tags.is_empty() {
+            request = request.tags(tags.iter().copied());
+        }
+        self.confirm(request).await
+    }
+
+    /// The next delivery, or notice from the server (an error frame that
+    /// answers no command of this client's, such as tags taken away);
+    /// waits for it.
+    pub async fn next_message(&mut self) -> Result<Message, Error> {
+        if let Some(message) = self.messages.pop_front() {
+            return Ok(message);
+        }
+        self.read_frame().await
+    }
+
+    /// Deliveries that arrived while waiting for replies, not yet taken.
+    pub fn queued_messages(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Writes bytes that are protocol lines already (a load generator's
+    /// pre-encoded batch); their replies and deliveries are read as usual.
+    pub async fn send_raw(&mut self, lines: &[u8]) -> Result<(), Error> {
+        self.stream.write_all(lines).await.map_err(Error::Io)?;
+        self.stream.flush().await.map_err(Error::Io)
+    }
+
+    /// The stream, for reading what the server sends without decoding it
+    /// (frames already read are dropped).
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+
+    /// The stream, for its settings (a read timeout, say).
+    pub fn stream_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Sends `request` and a `ping` behind it: the pong proves `request`
+    /// took effect, and its error, if any, comes first.
+    async fn confirm(&mut self, request: Request) -> Result<(), Error> {
+        let command = request.command.as_str().to_string();
+        let mut lines = request.to_line();
+        lines.extend_from_slice(&Request::new("ping").to_line());
+        self.send_raw(&lines).await?;
+        let mut failure = None;
+        loop {
+            let frame = self.read_frame().await?;
+            match (&frame.error, frame.command.as_str()) {
+                (None, "ping") => break,
+                (Some(error), c) if c == command && failure.is_none() => {
+                    failure = Some(Error::Server {
+                        command,
+                        message: error.clone(),
+                    });
+                    // Past this the server may close (a refused `auth`).
+                    if c == "auth" {
+                        return Err(failure.unwrap_or(Error::Closed));
+                    }
+                    return self.finish_confirm(failure).await;
+                }
+                _ => self.messages.push_back(frame),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to the pong of a confirm that already failed.
+    async fn finish_confirm(&mut self, failure: Option<Error>) -> Result<(), Error> {
+        loop {
+            let frame = self.read_frame().await?;
+            if frame.command == "ping" && frame.error.is_none() {
+                return failure.map_or(Ok(()), Err);
+            }
+            self.messages.push_back(frame);
+        }
+    }
+
+    /// The reply to `command`, sent last; deliveries meanwhile are kept.
+    async fn reply(&mut self, command: &str) -> Result<Message, Error> {
+        loop {
+            let frame = self.read_frame().await?;
+            if frame.command == command && !is_delivery(&frame) {
+                return match frame.error {
+                    Some(message) => Err(Error::Server {
+                        command: command.to_string(),
+                        message,
+                    }),
+                    None => Ok(frame),
+                };
+            }
+            self.messages.push_back(frame);
+        }
+    }
+
+    async fn send(&mut self, request: &Request) -> Result<(), Error> {
+        self.send_raw(&request.to_line()).await
+    }
+
+    /// The next frame from the server.
+    async fn read_frame(&mut self) -> Result<Message, Error> {
+        loop {
+            if let Some(frame) = self.frames.pop_front() {
+                return Ok(frame);
+            }
+            let n = self.stream.read(&mut self.buf).await.map_err(Error::Io)?;
+            if n == 0 {
+                return Err(Error::Closed);
+            }
+            let mut decoded: Vec<Result<Message, ProtoError>> = Vec::new();
+            self.decoder.decode(&self.buf[..n], &mut decoded);
+            for frame in decoded {
+                self.frames
+                    .push_back(frame.map_err(|e| Error::Protocol(e.to_string()))?);
+            }
+        }
+    }
+}
+
+/// Whether `frame` is a delivery (a publish without an error).
+fn is_delivery(frame: &Message) -> bool {
+    frame.command == "publish" && frame.error.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A server that has already said `said`, and records what it is sent.
+    struct Scripted {
+        said: futures::io::Cursor<Vec<u8>>,
+        sent: Vec<u8>,
+    }
+
+    impl AsyncRead for Scripted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Pin::new(&mut self.said).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Scripted {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.sent.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn client(said: &str) -> Client<Scripted> {
+        let stream = Scripted {
+            said: futures::io::Cursor::new(said.as_bytes().to_vec()),
+            sent: Vec::new(),
+        };
+        block_on(Client::new(stream, None)).unwrap()
+    }
+
+    #[test]
+    fn a_silent_command_is_confirmed_by_the_pong_behind_it_and_deliveries_wait() {
+        let mut client = client(concat!(
+            r#"{"command":"publish","tags":["a"],"data":"early"}"#,
+            "\n",
+            r#"{"command":"ping","data":"pong"}"#,
+            "\n",
+        ));
+        block_on(client.subscribe(&["a"])).unwrap();
+        let sent = String::from_utf8(client.stream_ref().sent.clone()).unwrap();
+        assert_eq!(sent.lines().count(), 2, "{sent}");
+        assert!(sent.lines().nth(1).unwrap().contains("ping"));
+        let early = block_on(client.next_message()).unwrap();
+        assert_eq!(early.data.as_deref(), Some("early"));
+        assert!(matches!(
+            block_on(client.next_message()),
+            Err(Error::Closed)
+        ));
+    }
+
+    #[test]
+    fn an_error_before_the_pong_is_the_commands_and_the_rest_is_read_past() {
+        let mut client = client(concat!(
+            r#"{"command":"subscribe","tags":["a"],"error":"too many tags"}"#,
+            "\n",
+            r#"{"command":"publish","tags":["b"],"data":"meanwhile"}"#,
+            "\n",
+            r#"{"command":"ping","data":"pong"}"#,
+            "\n",
+            r#"{"command":"who","data":"3 connections, 1 subscriber","connections":3,"subscribers":1}"#,
+            "\n",
+        ));
+        match block_on(client.subscribe(&["a"])) {
+            Err(Error::Server { command, message }) => {
+                assert_eq!(
+                    (command.as_str(), message.as_str()),
+                    ("subscribe", "too many tags")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let who = block_on(client.who()).unwrap();
+        assert_eq!((who.connections, who.subscribers), (3, 1));
+        assert_eq!(client.queued_messages(), 1, "the delivery was kept");
+    }
+}

@@ -1,0 +1,143 @@
+//! mist-client against a real server: every call over TCP and TLS, the
+//! async client over an async runtime's socket, errors carrying the
+//! server's words, and a subscribe that returns only once it is in place.
+
+mod support;
+
+use mist_client::{blocking, Error, TlsOptions};
+use std::time::Duration;
+use support::{Certs, Server};
+
+#[test]
+fn a_subscription_is_in_place_when_subscribe_returns() {
+    let server = Server::start();
+    let mut subscriber = blocking::Client::connect(&server.addr, None).unwrap();
+    let mut publisher = blocking::Client::connect(&server.addr, None).unwrap();
+    for round in 0..20 {
+        let tag = format!("fresh-{round}");
+        subscriber.subscribe(&[&tag]).unwrap();
+        publisher.publish(&[&tag], "right away").unwrap();
+        let message = subscriber
+            .next_message_within(Duration::from_secs(5))
+            .unwrap()
+            .expect("the message published right after subscribe returned");
+        assert_eq!(message.data.as_deref(), Some("right away"));
+    }
+    // Never its own.
+    subscriber.publish(&["fresh-0"], "mine").unwrap();
+    assert!(subscriber
+        .next_message_within(Duration::from_millis(200))
+        .unwrap()
+        .is_none());
+    assert!(subscriber.ping().unwrap() < Duration::from_secs(1));
+    assert_eq!(
+        subscriber.list().unwrap().len(),
+        20,
+        "every subscription listed"
+    );
+    subscriber.unsubscribe(&["fresh-0"]).unwrap();
+    assert_eq!(subscriber.list().unwrap().len(), 19);
+    let who = publisher.who().unwrap();
+    assert_eq!((who.connections, who.subscribers), (2, 1), "{}", who.text);
+    assert_eq!(publisher.listall().unwrap().len(), 19);
+}
+
+#[test]
+fn a_refusal_is_an_error_in_the_servers_words() {
+    let server = Server::start_with(&[
+        "--max-tags",
+        "2",
+        "--authenticator",
+        "memory://",
+        "--token",
+        "adm",
+    ]);
+    let refused = blocking::Client::connect(&server.addr, Some("wrong")).err();
+    match refused {
+        Some(Error::Server { command, message }) => {
+            assert_eq!(command, "auth");
+            assert!(message.contains("authentication failed"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut admin = blocking::Client::connect(&server.addr, Some("adm")).unwrap();
+    match admin.subscribe(&["a", "b", "c"]) {
+        Err(Error::Server { command, message }) => {
+            assert_eq!(command, "subscribe");
+            assert!(message.contains('2'), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The connection is still usable, and the admin commands work.
+    admin.register("reader", &["news"]).unwrap();
+    admin.set("reader", &["sport"]).unwrap();
+    assert_eq!(admin.tags("reader").unwrap(), ["news", "sport"]);
+    admin.unset("reader", &["sport"]).unwrap();
+    let mut reader = blocking::Client::connect(&server.addr, Some("reader")).unwrap();
+    reader.subscribe(&["news"]).unwrap();
+    assert!(matches!(
+        reader.subscribe(&["sport"]),
+        Err(Error::Server { .. })
+    ));
+    admin.unregister("reader").unwrap();
+    let closed = reader.next_message_within(Duration::from_secs(5)).unwrap();
+    assert!(
+        closed
+            .and_then(|m| m.error)
+            .is_some_and(|e| e.contains("unregistered")),
+        "told why"
+    );
+}
+
+#[test]
+fn the_async_client_runs_over_an_async_runtimes_socket() {
+    let server = Server::start_on("smol", &[]);
+    async_std::task::block_on(async {
+        let stream = async_std::net::TcpStream::connect(&server.addr)
+            .await
+            .unwrap();
+        let mut subscriber = mist_client::Client::new(stream, None).await.unwrap();
+        subscriber.subscribe(&["a"]).await.unwrap();
+        let stream = async_std::net::TcpStream::connect(&server.addr)
+            .await
+            .unwrap();
+        let mut publisher = mist_client::Client::new(stream, None).await.unwrap();
+        publisher.publish(&["a", "b"], "async").await.unwrap();
+        let message = subscriber.next_message().await.unwrap();
+        assert_eq!(message.tags, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(message.data.as_deref(), Some("async"));
+    });
+}
+
+#[test]
+fn over_tls_with_and_without_a_client_certificate() {
+    let certs = Certs::new();
+    let mut args = certs.server_flags();
+    args.extend(["--tls-client-ca".to_string(), certs.path("ca.pem")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_listening("async-std", &["tcp", "tls"], &args, &[]);
+    let tls = TlsOptions {
+        ca: Some(certs.path("ca.pem")),
+        cert: Some(certs.path("client.pem")),
+        key: Some(certs.path("client.key")),
+        ..TlsOptions::default()
+    };
+    let mut client = blocking::Client::connect_with(&server.listeners["tls"], None, &tls).unwrap();
+    client.subscribe(&["t"]).unwrap();
+    assert!(client.ping().is_ok());
+    let without = TlsOptions {
+        ca: Some(certs.path("ca.pem")),
+        ..TlsOptions::default()
+    };
+    let refused = blocking::Client::connect_with(&server.listeners["tls"], None, &without)
+        .and_then(|mut c| c.ping());
+    assert!(refused.is_err(), "no client certificate, no service");
+    let unreadable = TlsOptions {
+        ca: Some(certs.path("nowhere.pem")),
+        ..TlsOptions::default()
+    };
+    match blocking::Client::connect_with(&server.listeners["tls"], None, &unreadable) {
+        Err(Error::Config(why)) => assert!(why.contains("nowhere.pem"), "{why}"),
+        other => panic!("{:?}", other.err()),
+    }
+}

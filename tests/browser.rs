@@ -260,8 +260,8 @@ fn the_readme_snippets_work_in_a_real_browser() {
             std::env::var_os("CI").is_none(),
             "Chromium is required in CI: scripts/test.sh installs it (apt-get install chromium)"
         );
-        eprintln!(
-            "NOTICE: browser test skipped: no chromium on this machine (apt-get install chromium)"
+        support::skipped(
+            "browser test skipped: no chromium on this machine (apt-get install chromium)",
         );
         return;
     };

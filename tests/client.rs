@@ -141,3 +141,48 @@ fn over_tls_with_and_without_a_client_certificate() {
         other => panic!("{:?}", other.err()),
     }
 }
+
+#[test]
+fn a_reconnecting_client_comes_back_with_its_subscriptions() {
+    use mist_client::reconnecting::{Event, Reconnecting};
+    let port = support::free_port();
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    // The server logs its port-0 listeners too: wait for this one.
+    let listening = |addr: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = Server::start_with(&["--listeners", &listener]);
+    listening(&addr);
+    let mut client = Reconnecting::connect(&addr, None, &TlsOptions::default()).unwrap();
+    client.subscribe(&["a", "b"]).unwrap();
+    client.subscribe(&["c"]).unwrap();
+    client.unsubscribe(&["c"]).unwrap();
+    drop(first);
+    let second = Server::start_with(&["--listeners", &listener]);
+    listening(&addr);
+    match client.next_event().unwrap() {
+        Event::Reconnected { attempts } => assert!(attempts >= 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.reconnects(), 1);
+    // Subscribed again, to what it still wanted: a publish right away
+    // arrives, and one for the set it left does not.
+    let mut publisher = blocking::Client::connect(&addr, None).unwrap();
+    publisher.publish(&["c"], "left").unwrap();
+    publisher.publish(&["b", "a"], "back").unwrap();
+    match client.next_event().unwrap() {
+        Event::Message(m) => assert_eq!(m.data.as_deref(), Some("back")),
+        other => panic!("{other:?}"),
+    }
+    let who = publisher.who().unwrap();
+    assert_eq!(who.subscribers, 1, "{}", who.text);
+    drop(second);
+}

@@ -35,7 +35,8 @@ fn port_of(address: &str) -> u16 {
 }
 
 fn keepalive_is_on_by_default_and_can_be_turned_off(runtime: &str) {
-    let server = Server::start_on(runtime, &["--keepalive", "30"]);
+    // No --keepalive: the default.
+    let server = Server::start_on(runtime, &[]);
     let mut tcp = server.client(Transport::Tcp);
     tcp.sync();
     let mut ws = server.client(Transport::Ws);

@@ -52,8 +52,16 @@ fn queued_messages_are_flushed_before_exit_on_smol() {
 
 #[test]
 fn an_idle_server_exits_at_once() {
-    let mut server = Server::start();
+    // A grace period far longer than the test may wait.
+    let mut server = Server::start_with(&["--shutdown-grace", "60"]);
     let _idle = server.client(Transport::Ws);
+    let _idle_tcp = server.connect();
+    let started = std::time::Instant::now();
     server.terminate();
     assert_eq!(server.exit_code(Duration::from_secs(10)), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "nothing was queued, so it did not wait for the grace period: {:?}",
+        started.elapsed()
+    );
 }

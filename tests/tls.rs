@@ -34,7 +34,9 @@ fn have(tool: &str) -> bool {
             std::env::var_os("CI").is_none(),
             "{tool} is not installed: scripts/test.sh installs it"
         );
-        eprintln!("NOTICE: the {tool} part of this test is skipped: {tool} is not installed");
+        support::skipped(&format!(
+            "the {tool} part of this test is skipped: {tool} is not installed"
+        ));
     }
     found
 }

@@ -28,7 +28,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Server { command, message } => write!(f, "{command}: {message}"),
-            Error::Io(e) => write!(f, "talking to the server failed: {e}"),
+            Error::Io(e) => write!(f, "{e}"),
             Error::Closed => f.write_str("the server closed the connection"),
             Error::Protocol(why) => write!(f, "the server sent a bad frame: {why}"),
             Error::Config(why) => f.write_str(why),

@@ -9,7 +9,9 @@
 //! success is silent (`subscribe`, `publish`, ...) was applied from a
 //! `ping` sent right behind it: when [`Client::subscribe`] returns, the
 //! subscription is in place. Deliveries that arrive meanwhile wait for
-//! [`Client::next_message`].
+//! [`Client::next_message`]. [`reconnecting::Reconnecting`] connects again
+//! after a lost connection, with backoff and no limit, and makes its
+//! subscriptions again.
 //!
 //! ```no_run
 //! use mist_client::blocking;
@@ -33,6 +35,7 @@
 
 pub mod blocking;
 mod error;
+pub mod reconnecting;
 mod tls;
 
 pub use error::Error;

@@ -103,8 +103,11 @@ impl Stream {
     /// handshake done before it returns.
     pub fn connect(host: &str, tls: Option<&Arc<ClientConfig>>) -> Result<Stream, Error> {
         let tcp = TcpStream::connect(host).map_err(|e| {
-            Error::Config(format!(
-                "cannot connect to mist at {host}: {e} (is `mist --server` running there?)"
+            Error::Io(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot connect to mist at {host}: {e} (is `mist --server` running there?)"
+                ),
             ))
         })?;
         tcp.set_nodelay(true).map_err(Error::Io)?;
@@ -126,10 +129,12 @@ impl Stream {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(Error::Io)?;
         while stream.conn.is_handshaking() {
-            stream
-                .conn
-                .complete_io(&mut stream.sock)
-                .map_err(|e| Error::Config(format!("TLS handshake with {host} failed: {e}")))?;
+            stream.conn.complete_io(&mut stream.sock).map_err(|e| {
+                Error::Io(io::Error::new(
+                    e.kind(),
+                    format!("TLS handshake with {host} failed: {e}"),
+                ))
+            })?;
         }
         stream.sock.set_read_timeout(None).map_err(Error::Io)?;
         Ok(Stream::Tls(Box::new(stream)))

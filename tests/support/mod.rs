@@ -756,6 +756,14 @@ impl Drop for Certs {
     }
 }
 
+/// Says that (part of) a test is skipped, where a test run shows it: on
+/// stderr directly, which the test harness does not capture, so a local
+/// run without the tool does not pass silently. (In CI nothing skips: the
+/// callers fail there instead.)
+pub fn skipped(what: &str) {
+    let _ = writeln!(std::io::stderr(), "NOTICE: {what}");
+}
+
 /// A minimal HTTP/1.1 exchange: sends `request` (with `Connection: close`
 /// added) and returns the status code, the headers and the body.
 pub fn http(
@@ -993,7 +1001,9 @@ pub fn postgres() -> Option<String> {
             std::env::var_os("CI").is_none(),
             "MIST_TEST_POSTGRES is not set: use scripts/test.sh"
         );
-        eprintln!("NOTICE: PostgreSQL tests skipped: MIST_TEST_POSTGRES is not set (scripts/test.sh sets it)");
+        skipped(
+            "PostgreSQL tests skipped: MIST_TEST_POSTGRES is not set (scripts/test.sh sets it)",
+        );
     }
     address
 }
@@ -1058,7 +1068,7 @@ impl Redis {
                 std::env::var_os("CI").is_none(),
                 "redis-server is not installed: scripts/test.sh installs it"
             );
-            eprintln!("NOTICE: replication tests skipped: redis-server is not installed (apt-get install redis-server)");
+            skipped("replication tests skipped: redis-server is not installed (apt-get install redis-server)");
             return None;
         }
         let child = Command::new("redis-server")

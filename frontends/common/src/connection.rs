@@ -279,7 +279,7 @@ async fn read_loop(session: &Session, mut inbound: impl Inbound) -> io::Result<(
         if !open {
             return Ok(());
         }
-        yield_now().await;
+        futures_lite::future::yield_now().await;
     }
 }
 
@@ -323,7 +323,7 @@ async fn apply_all(
                 continue;
             }
             Flow::Read => return Some(progress),
-            Flow::Yield => yield_now().await,
+            Flow::Yield => futures_lite::future::yield_now().await,
             Flow::Wait => session.link.room.wait().await,
             Flow::Pace => {
                 if pace_wait(hub, &session.link, &mut pace, progress.published).await {
@@ -390,19 +390,6 @@ async fn write_loop(session: &Session, mut outbound: impl Outbound) -> io::Resul
     }
 }
 
-/// Goes to the back of the executor's queue once, on any runtime.
-async fn yield_now() {
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await
-}
 
 /// Lines over a byte stream (TCP).
 ///

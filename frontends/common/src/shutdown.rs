@@ -1,25 +1,19 @@
 //! A one-way switch that any number of tasks can wait on: the server is
 //! shutting down.
 
-use futures::future::poll_fn;
+use event_listener::Event;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::task::{Poll, Waker};
 
 #[derive(Default)]
 pub(crate) struct Shutdown {
     on: AtomicBool,
-    waiting: Mutex<Vec<Waker>>,
+    event: Event,
 }
 
 impl Shutdown {
     pub(crate) fn trigger(&self) {
         self.on.store(true, Ordering::Release);
-        let waiting =
-            std::mem::take(&mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner));
-        for waker in waiting {
-            waker.wake();
-        }
+        self.event.notify(usize::MAX);
     }
 
     pub(crate) fn is_on(&self) -> bool {
@@ -28,20 +22,16 @@ impl Shutdown {
 
     /// Resolves once [`Shutdown::trigger`] was called.
     pub(crate) async fn wait(&self) {
-        poll_fn(|cx| {
+        loop {
             if self.is_on() {
-                return Poll::Ready(());
+                return;
             }
-            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            // Checked again under the lock, so a trigger cannot slip between.
+            let listener = self.event.listen();
+            // Checked again once listening, so a trigger cannot slip between.
             if self.is_on() {
-                return Poll::Ready(());
+                return;
             }
-            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
-                waiting.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+            listener.await;
+        }
     }
 }

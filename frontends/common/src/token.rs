@@ -8,11 +8,9 @@ pub fn request_token(header: Option<&str>, query: Option<&str>) -> Option<String
     if let Some(token) = header {
         return Some(token.trim().to_string());
     }
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
+    form_urlencoded::parse(query?.as_bytes())
         .find(|(key, _)| key.eq_ignore_ascii_case("x-auth-token"))
-        .map(|(_, value)| percent_decode(value))
+        .map(|(_, value)| value.into_owned())
 }
 
 /// Why a client that gives its token out of band was refused, in the terms
@@ -25,34 +23,6 @@ pub fn refusal_text(error: &mist_engine::Error) -> String {
         }
         other => other.to_string(),
     }
-}
-
-/// Decodes `%XX` escapes and `+` (a space in query strings).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match text
-                    .get(i + 1..i + 3)
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                    .ok_or(())
-                {
-                    Ok(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    Err(()) => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::guard::{watch, Guarded};
 use crate::listener::ListenerSpec;
 use crate::log_limit::LogLimit;
 use crate::tls::TlsStream;
-use crate::{log_limited, websocket_handshake, Hub, ListenerOptions, Pinger, Runtime};
+use crate::{log_limited, websocket_handshake, Hub, ListenerOptions, Pinger, Runtime, Via};
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http_types::{Request as HttpRequest, Response};
@@ -18,26 +18,6 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How an accepted socket speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// Newline-delimited JSON over the raw stream (`tcp://`).
-    Lines,
-    /// A WebSocket handshake, then one message per text frame (`ws://`).
-    WebSocket,
-}
-
-/// What a TLS listener serves once the handshake is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// Lines (`tls://`).
-    Lines,
-    /// A WebSocket (`wss://`).
-    WebSocket,
-    /// HTTP (`https://`).
-    Http,
-}
 
 /// How long an accept loop pauses after an accept error such as running out
 /// of file descriptors, instead of spinning on it.
@@ -69,7 +49,9 @@ impl<R: Runtime> Listening<R> {
     /// Serves one accepted socket of a `tcp://` or `ws://` listener until the
     /// client leaves. Over the connection limit or during shutdown it is
     /// refused: an error line, or a `503` to a WebSocket handshake.
-    pub async fn serve<S>(&self, transport: Transport, stream: S, peer: SocketAddr)
+    /// `via` says how it speaks: [`Via::Tcp`] lines, or a WebSocket
+    /// handshake then one message per text frame ([`Via::WebSocket`]).
+    pub async fn serve<S>(&self, via: Via, stream: S, peer: SocketAddr)
     where
         S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
     {
@@ -78,23 +60,23 @@ impl<R: Runtime> Listening<R> {
         let admission = match self.hub.admit() {
             Ok(admission) => admission,
             Err(e) => {
-                let answer = refusal(transport == Transport::Lines, peer, &e);
+                let answer = refusal(via == Via::Tcp, peer, &e);
                 return Box::pin(self.answer_and_close(stream, &answer)).await;
             }
         };
-        self.serve_admitted(transport, stream, peer).await;
+        self.serve_admitted(via, stream, peer).await;
         drop(admission);
     }
 
     /// [`Listening::serve`] for a socket counted against the limit already.
-    async fn serve_admitted<S>(&self, transport: Transport, stream: S, peer: SocketAddr)
+    async fn serve_admitted<S>(&self, via: Via, stream: S, peer: SocketAddr)
     where
         S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
     {
-        log::debug!("{peer} connected ({transport:?})");
-        let outcome = match transport {
-            Transport::Lines => serve_stream(&self.hub, Some(peer.ip()), stream).await,
-            Transport::WebSocket => Box::pin(self.handshake(stream, peer)).await,
+        log::debug!("{peer} connected ({via:?})");
+        let outcome = match via {
+            Via::WebSocket => Box::pin(self.handshake(stream, peer)).await,
+            _ => serve_stream(&self.hub, Some(peer.ip()), stream).await,
         };
         report(peer, outcome);
     }
@@ -106,13 +88,8 @@ impl<R: Runtime> Listening<R> {
     /// over the encrypted stream. A failed handshake (a plaintext client,
     /// a client without a required certificate) is logged at debug level
     /// and closes that connection alone.
-    pub async fn serve_tls<S, F, Fut>(
-        &self,
-        scheme: Scheme,
-        stream: S,
-        peer: SocketAddr,
-        respond: F,
-    ) where
+    pub async fn serve_tls<S, F, Fut>(&self, via: Via, stream: S, peer: SocketAddr, respond: F)
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
         F: Fn(HttpRequest) -> Fut,
         Fut: Future<Output = http_types::Result<Response>>,
@@ -141,13 +118,10 @@ impl<R: Runtime> Listening<R> {
                 return;
             }
         };
-        match scheme {
-            Scheme::Lines => self.serve_admitted(Transport::Lines, stream, peer).await,
-            Scheme::WebSocket => {
-                self.serve_admitted(Transport::WebSocket, stream, peer)
-                    .await
-            }
-            Scheme::Http => self.serve_http_admitted(stream, peer, respond).await,
+        match via {
+            Via::Tcp => self.serve_admitted(Via::Tcp, stream, peer).await,
+            Via::WebSocket => self.serve_admitted(Via::WebSocket, stream, peer).await,
+            Via::Http | Via::Sse => self.serve_http_admitted(stream, peer, respond).await,
         }
         drop(admission);
     }
@@ -289,15 +263,15 @@ impl<R: Runtime> Listening<R> {
             };
             let listening = self.clone();
             let tls = match spec.scheme.as_str() {
-                "tls" => Some(Scheme::Lines),
-                "wss" => Some(Scheme::WebSocket),
-                "https" => Some(Scheme::Http),
+                "tls" => Some(Via::Tcp),
+                "wss" => Some(Via::WebSocket),
+                "https" => Some(Via::Http),
                 _ => None,
             };
-            if let Some(scheme) = tls {
+            if let Some(via) = tls {
                 let respond = respond.clone();
                 self.runtime
-                    .spawn(async move { listening.serve_tls(scheme, stream, peer, respond).await });
+                    .spawn(async move { listening.serve_tls(via, stream, peer, respond).await });
                 continue;
             }
             match spec.scheme.as_str() {
@@ -306,12 +280,12 @@ impl<R: Runtime> Listening<R> {
                     self.runtime
                         .spawn(async move { listening.serve_http(stream, peer, respond).await });
                 }
-                "ws" => self.runtime.spawn(async move {
-                    listening.serve(Transport::WebSocket, stream, peer).await
-                }),
+                "ws" => self
+                    .runtime
+                    .spawn(async move { listening.serve(Via::WebSocket, stream, peer).await }),
                 _ => self
                     .runtime
-                    .spawn(async move { listening.serve(Transport::Lines, stream, peer).await }),
+                    .spawn(async move { listening.serve(Via::Tcp, stream, peer).await }),
             }
         }
     }

@@ -390,7 +390,6 @@ async fn write_loop(session: &Session, mut outbound: impl Outbound) -> io::Resul
     }
 }
 
-
 /// Lines over a byte stream (TCP).
 ///
 /// It owns no read buffer: every read goes into its thread's buffer and is

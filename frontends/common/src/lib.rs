@@ -47,7 +47,7 @@ pub mod tls;
 mod token;
 mod websocket;
 
-pub use accepted::{is_disconnect, Listening, Scheme, Transport, ACCEPT_BACKOFF};
+pub use accepted::{is_disconnect, Listening, ACCEPT_BACKOFF};
 pub use connection::{serve, serve_from, Inbound, Outbound, Session, PRE_AUTH_LINE};
 pub use error::Error;
 pub use http_service::HttpService;

@@ -98,9 +98,59 @@ fn hub(secured: bool) -> Arc<Hub> {
 #[derive(Clone)]
 struct NoTime;
 
+/// No sockets either: the sessions here are handed their streams.
+#[derive(Clone)]
+struct NoSocket;
+
+impl futures::io::AsyncRead for NoSocket {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(0))
+    }
+}
+
+impl futures::io::AsyncWrite for NoSocket {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 impl Runtime for NoTime {
+    type Listener = ();
+    type Stream = NoSocket;
+
     fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, _: F) {}
     fn sleep(&self, _: Duration) -> impl std::future::Future<Output = ()> + Send {
+        futures::future::pending()
+    }
+    fn listener(&self, _: std::net::TcpListener) -> std::io::Result<()> {
+        Err(std::io::Error::other("the fuzzer has no sockets"))
+    }
+    fn accept(
+        _: &(),
+    ) -> impl std::future::Future<Output = std::io::Result<(NoSocket, std::net::SocketAddr)>> + Send
+    {
         futures::future::pending()
     }
 }

@@ -32,7 +32,11 @@ libfuzzer_sys::fuzz_target!(|input: &[u8]| {
                 Err(_) => break 'reads,
             }
         }
-        assert!(decoder.buffered() <= BOUND, "held {} bytes", decoder.buffered());
+        assert!(
+            decoder.buffered() <= BOUND,
+            "held {} bytes",
+            decoder.buffered()
+        );
     }
     let payload = bytes::Bytes::copy_from_slice(bytes);
     if let Ok(read) = envelope::decode(&payload) {

@@ -23,12 +23,10 @@
 pub mod http;
 
 use async_std::net::{TcpListener, TcpStream};
-use async_std::task;
-use futures::future::select;
 use http::AsyncStd;
-use mist_frontend::listener::{bind_all, CustomListeners, ListenerSpec};
-use mist_frontend::{Error, HttpService, Hub, ListenerOptions, Listening, Task};
-use std::pin::pin;
+use mist_frontend::listener::{CustomListeners, ListenerSpec};
+use mist_frontend::server::Bound;
+use mist_frontend::{Error, Hub, ListenerOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,10 +35,7 @@ pub const SCHEMES: [&str; 6] = ["tcp", "ws", "http", "tls", "wss", "https"];
 
 /// Listeners bound and ready to accept.
 pub struct Server {
-    hub: Arc<Hub>,
-    http: ListenerOptions,
-    listeners: Vec<(ListenerSpec, std::net::TcpListener)>,
-    custom: Vec<(ListenerSpec, Task)>,
+    bound: Bound,
 }
 
 impl Server {
@@ -61,73 +56,40 @@ impl Server {
         options: ListenerOptions,
         custom: &CustomListeners,
     ) -> Result<Server, Error> {
-        let bound = bind_all(&hub, uris, &SCHEMES, custom, &options)?;
+        // Lent now, so custom listeners' tasks and stored changes can use it.
         hub.set_runtime(AsyncStd);
-        Ok(Server {
-            hub,
-            http: options,
-            listeners: bound.tcp,
-            custom: bound.custom,
-        })
+        let bound = Bound::bind(hub, uris, &SCHEMES, options, custom)?;
+        Ok(Server { bound })
     }
 
     /// The listeners as bound (port 0 replaced by the port the system chose).
     pub fn listeners(&self) -> Vec<ListenerSpec> {
-        let tcp = self.listeners.iter().map(|(spec, _)| spec);
-        tcp.chain(self.custom.iter().map(|(spec, _)| spec))
-            .cloned()
-            .collect()
+        self.bound.listeners()
     }
 
     /// Accepts connections on every listener until [`Hub::shut_down`], in
     /// this future (the connections are served on async-std's threads);
     /// then waits up to `grace` for the open connections to flush and close.
     pub async fn run(self, grace: Duration) {
-        let listening = Listening {
-            hub: self.hub.clone(),
-            options: Arc::new(self.http),
-            runtime: AsyncStd,
+        let carrier = |service| {
+            let app = http::app(service);
+            move |request| {
+                let app = app.clone();
+                async move { app.respond(request).await }
+            }
         };
-        task::spawn(self.hub.clone().keep_time(AsyncStd));
-        let app = http::app(HttpService::new(
-            self.hub.clone(),
-            listening.options.clone(),
-            AsyncStd,
-        ));
-        let respond = move |request| {
-            let app = app.clone();
-            async move { app.respond(request).await }
-        };
-        let mut loops = Vec::new();
-        for (spec, listener) in self.listeners {
-            let listener = Arc::new(TcpListener::from(listener));
-            let accepting = listening.clone().accept_loop(
-                spec,
-                move || {
-                    let listener = listener.clone();
-                    async move {
-                        let (stream, peer) = listener.accept().await?;
-                        nodelay(&stream);
-                        Ok((stream, peer))
-                    }
-                },
-                respond.clone(),
-            );
-            loops.push(Box::pin(accepting) as Task);
-        }
-        loops.extend(self.custom.into_iter().map(|(_, accepting)| accepting));
-        // The accept loops run in this future, on the thread that awaits
-        // `run`, however busy the runtime's threads are with connections.
-        select(futures::future::join_all(loops), pin!(self.hub.stopping())).await;
-        if !self.hub.drained(grace).await {
-            log::warn!("shutdown grace period over: closing the connections still open");
-        }
+        self.bound.run(AsyncStd, carrier, grace).await;
     }
 }
 
-/// Writes are already coalesced; Nagle would only add latency.
-fn nodelay(stream: &TcpStream) {
+/// Accepts on `listener`, with TCP_NODELAY: writes are already coalesced,
+/// so Nagle would only add latency.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    let (stream, peer) = listener.accept().await?;
     if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("cannot set TCP_NODELAY: {e}");
+        log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
     }
+    Ok((stream, peer))
 }

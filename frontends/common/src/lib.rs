@@ -41,6 +41,7 @@ mod log_limit;
 mod options;
 mod origin;
 mod runtime;
+pub mod server;
 mod shutdown;
 mod signal;
 pub mod tls;

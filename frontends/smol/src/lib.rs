@@ -18,11 +18,13 @@
 
 #![warn(missing_docs)]
 
-use mist_frontend::listener::{bind_all, CustomListeners, ListenerSpec};
-use mist_frontend::{Error, HttpService, Hub, ListenerOptions, Listening, Runtime, Task};
-use smol::net::TcpListener;
+use mist_frontend::listener::{CustomListeners, ListenerSpec};
+use mist_frontend::server::Bound;
+use mist_frontend::{Error, Hub, ListenerOptions, Runtime};
+use smol::net::{TcpListener, TcpStream};
 use smol::{future, Executor, Timer};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -32,10 +34,7 @@ pub const SCHEMES: [&str; 6] = ["tcp", "ws", "http", "tls", "wss", "https"];
 
 /// Listeners bound and ready to accept.
 pub struct Server {
-    hub: Arc<Hub>,
-    http: ListenerOptions,
-    listeners: Vec<(ListenerSpec, std::net::TcpListener)>,
-    custom: Vec<(ListenerSpec, Task)>,
+    bound: Bound,
 }
 
 impl Server {
@@ -52,21 +51,13 @@ impl Server {
         options: ListenerOptions,
         custom: &CustomListeners,
     ) -> Result<Server, Error> {
-        let bound = bind_all(&hub, uris, &SCHEMES, custom, &options)?;
-        Ok(Server {
-            hub,
-            http: options,
-            listeners: bound.tcp,
-            custom: bound.custom,
-        })
+        let bound = Bound::bind(hub, uris, &SCHEMES, options, custom)?;
+        Ok(Server { bound })
     }
 
     /// The listeners as bound (port 0 replaced by the port the system chose).
     pub fn listeners(&self) -> Vec<ListenerSpec> {
-        let tcp = self.listeners.iter().map(|(spec, _)| spec);
-        tcp.chain(self.custom.iter().map(|(spec, _)| spec))
-            .cloned()
-            .collect()
+        self.bound.listeners()
     }
 
     /// Serves connections on an executor with one thread per core, and
@@ -85,65 +76,40 @@ impl Server {
                 log::warn!("running with fewer executor threads: {e}");
             }
         }
-        let runtime = Smol(executor.clone());
-        self.hub.set_runtime(runtime.clone());
-        let listening = Listening {
-            hub: self.hub.clone(),
-            options: Arc::new(self.http),
-            runtime: runtime.clone(),
-        };
-        runtime.spawn(self.hub.clone().keep_time(runtime.clone()));
-        let service = HttpService::new(self.hub.clone(), listening.options.clone(), runtime);
-        let respond = move |request| {
-            let service = service.clone();
-            async move { Ok(service.respond(request).await) }
-        };
-        let mut loops: Vec<Task> = Vec::new();
-        for (spec, listener) in self.listeners {
-            let listener = match TcpListener::try_from(listener) {
-                Ok(listener) => listener,
-                Err(e) => {
-                    log::error!("cannot register {spec} with the reactor: {e}");
-                    continue;
-                }
-            };
-            let accept = move || {
-                let listener = listener.clone();
-                async move {
-                    let (stream, peer) = listener.accept().await?;
-                    // Writes are already coalesced; Nagle would only add latency.
-                    if let Err(e) = stream.set_nodelay(true) {
-                        log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
-                    }
-                    Ok((stream, peer))
-                }
-            };
-            let accepting = listening.clone().accept_loop(spec, accept, respond.clone());
-            loops.push(Box::pin(accepting));
-        }
-        loops.extend(self.custom.into_iter().map(|(_, accepting)| accepting));
-        let hub = self.hub.clone();
-        // The accept loops run here, on a thread of their own, however busy
-        // the executor's threads are with connections.
-        future::block_on(async {
-            let accepting = async {
-                futures::future::join_all(loops).await;
-            };
-            future::or(accepting, hub.stopping()).await;
-            if !hub.drained(grace).await {
-                log::warn!("shutdown grace period over: closing the connections still open");
+        // async-h1 carries the requests straight to the service.
+        let carrier = |service: mist_frontend::HttpService<Smol>| {
+            move |request| {
+                let service = service.clone();
+                async move { Ok(service.respond(request).await) }
             }
-        });
+        };
+        future::block_on(self.bound.run(Smol(executor), carrier, grace));
     }
 }
 
-/// The server's smol executor, and smol's timers.
+/// The server's smol executor, smol's timers and its sockets.
 #[derive(Clone)]
 pub struct Smol(Arc<Executor<'static>>);
 
 impl Runtime for Smol {
+    type Listener = TcpListener;
+    type Stream = TcpStream;
+
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) {
         self.0.spawn(task).detach();
+    }
+
+    fn listener(&self, listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+        TcpListener::try_from(listener)
+    }
+
+    async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = listener.accept().await?;
+        // Writes are already coalesced; Nagle would only add latency.
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
+        }
+        Ok((stream, peer))
     }
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {

@@ -50,6 +50,11 @@ client_command! {
         /// of the same broker, to measure delivery across nodes
         #[argh(option)]
         subscribe_host: Option<String>,
+        /// fan-out through mist-client as an application would: the
+        /// publisher queues each message with it, and subscribers decode
+        /// every message (instead of pre-encoded batches and counted lines)
+        #[argh(switch)]
+        decode: bool,
     }
 }
 
@@ -90,15 +95,30 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
         let mut conn = subscribers_at.open()?;
         conn.subscribe(&[tag.as_str()]).map_err(failure)?;
         let (start_line, published, expected) = (start_line.clone(), published.clone(), cmd.msgs);
+        let decode = cmd.decode;
         subscribers.push(thread::spawn(move || {
             start_line.wait();
-            count_lines(conn, expected, &published)
+            if decode {
+                count_messages(conn, expected, &published)
+            } else {
+                count_lines(conn, expected, &published)
+            }
         }));
     }
     let mut publisher = endpoint.open()?;
     start_line.wait();
     let start = Instant::now();
-    publish_all(&mut publisher, &tag, cmd.msgs, cmd.size)?;
+    if cmd.decode {
+        let data = "x".repeat(cmd.size);
+        for _ in 0..cmd.msgs {
+            publisher
+                .queue_publish(&[tag.as_str()], &data)
+                .map_err(failure)?;
+        }
+        publisher.ping().map_err(failure)?;
+    } else {
+        publish_all(&mut publisher, &tag, cmd.msgs, cmd.size)?;
+    }
     let publish_time = start.elapsed();
     published.store(true, Ordering::Release);
     let place = match &cmd.subscribe_host {
@@ -220,6 +240,39 @@ fn report_deliveries(
         expected
     );
     Ok(())
+}
+
+/// Counts messages decoded by mist-client until `expected` arrived, or
+/// publishing ended and the connection went quiet.
+fn count_messages(
+    mut conn: Connection,
+    expected: u64,
+    published: &AtomicBool,
+) -> Result<Received, Failure> {
+    let mut received = Received {
+        count: 0,
+        last: None,
+    };
+    let mut quiet_since = Instant::now();
+    while received.count < expected {
+        match conn.next_message_within(POLL).map_err(failure)? {
+            Some(message) if message.error.is_none() => {
+                received.count += 1;
+                // The messages of one read arrived together: the clock is
+                // read once for them, after the last.
+                if conn.buffered() == 0 {
+                    let now = Instant::now();
+                    received.last = Some(now);
+                    quiet_since = now;
+                }
+            }
+            Some(_) => {}
+            None if published.load(Ordering::Acquire) && quiet_since.elapsed() > IDLE => break,
+            None if !published.load(Ordering::Acquire) => quiet_since = Instant::now(),
+            None => {}
+        }
+    }
+    Ok(received)
 }
 
 /// Counts delivered lines until `expected` arrived, or publishing ended and

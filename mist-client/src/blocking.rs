@@ -29,6 +29,8 @@ pub struct Client {
     inner: Inner,
     /// How long a command waits for its answer; `None` for ever.
     reply_timeout: Option<Duration>,
+    /// The socket's read timeout now, so it is set only when it changes.
+    read_timeout: Option<Duration>,
 }
 
 impl Client {
@@ -50,6 +52,7 @@ impl Client {
         Ok(Client {
             inner,
             reply_timeout: None,
+            read_timeout: None,
         })
     }
 
@@ -79,6 +82,16 @@ impl Client {
     /// See [`crate::Client::publish`].
     pub fn publish(&mut self, tags: &[&str], data: &str) -> Result<(), Error> {
         self.call(|c: &mut Inner| block_on(c.publish(tags, data)))
+    }
+
+    /// See [`crate::Client::queue_publish`].
+    pub fn queue_publish(&mut self, tags: &[&str], data: &str) -> Result<(), Error> {
+        block_on(self.inner.queue_publish(tags, data))
+    }
+
+    /// See [`crate::Client::flush`].
+    pub fn flush(&mut self) -> Result<(), Error> {
+        block_on(self.inner.flush())
     }
 
     /// See [`crate::Client::subscribe`].
@@ -133,18 +146,19 @@ impl Client {
 
     /// The next delivery or notice, waiting as long as it takes.
     pub fn next_message(&mut self) -> Result<Message, Error> {
-        self.set_read_timeout(None)?;
+        if self.inner.buffered() == 0 {
+            self.set_read_timeout(None)?;
+        }
         block_on(self.inner.next_message())
     }
 
-    /// The next delivery or notice, or `None` if none comes within `wait`.
+    /// The next delivery or notice, or `None` if none comes within `wait`
+    /// (a message partly read by then is kept for the next call).
     pub fn next_message_within(&mut self, wait: Duration) -> Result<Option<Message>, Error> {
-        if self.inner.queued_messages() == 0 {
+        if self.inner.buffered() == 0 {
             self.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
         }
-        let next = block_on(self.inner.next_message());
-        self.set_read_timeout(None)?;
-        match next {
+        match block_on(self.inner.next_message()) {
             Ok(message) => Ok(Some(message)),
             Err(Error::Io(e))
                 if matches!(
@@ -158,6 +172,11 @@ impl Client {
         }
     }
 
+    /// See [`crate::Client::buffered`].
+    pub fn buffered(&self) -> usize {
+        self.inner.buffered()
+    }
+
     /// See [`crate::Client::send_raw`].
     pub fn send_raw(&mut self, lines: &[u8]) -> Result<(), Error> {
         block_on(self.inner.send_raw(lines))
@@ -166,14 +185,22 @@ impl Client {
     /// The connection itself, for reading what the server sends without
     /// decoding it (a load generator counting lines).
     pub fn into_stream(self) -> Stream {
-        self.inner.into_inner().into_inner()
+        let stream = self.inner.into_inner().into_inner();
+        // As a plain socket reads: until something comes.
+        let _ = stream.set_read_timeout(None);
+        stream
     }
 
-    fn set_read_timeout(&self, wait: Option<Duration>) -> Result<(), Error> {
+    fn set_read_timeout(&mut self, wait: Option<Duration>) -> Result<(), Error> {
+        if wait == self.read_timeout {
+            return Ok(());
+        }
         self.inner
             .stream_ref()
             .get_ref()
             .set_read_timeout(wait)
-            .map_err(Error::Io)
+            .map_err(Error::Io)?;
+        self.read_timeout = wait;
+        Ok(())
     }
 }

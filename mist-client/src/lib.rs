@@ -71,7 +71,12 @@ pub struct Client<S> {
     /// Deliveries (and notices from the server) read while waiting for a
     /// reply, for [`Client::next_message`].
     messages: VecDeque<Message>,
+    /// Publishes queued by [`Client::queue_publish`], not written yet.
+    out: Vec<u8>,
 }
+
+/// Queued publishes are written once they reach this many bytes.
+const QUEUE_BYTES: usize = 64 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// A client over `stream`, authenticated with `token` if given (the
@@ -83,6 +88,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             buf: vec![0; 64 * 1024],
             frames: VecDeque::new(),
             messages: VecDeque::new(),
+            out: Vec::new(),
         };
         if let Some(token) = token {
             client.confirm(Request::new("auth").data(token)).await?;
@@ -105,6 +111,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .tags(tags.iter().copied())
             .data(data);
         self.confirm(request).await
+    }
+
+    /// Queues a publish without waiting for anything: publishes are written
+    /// many at a time, once 64 KiB are queued, at [`Client::flush`], or
+    /// before any other command (which then confirms them too). For a
+    /// publisher that sends many messages; a refusal arrives later, as a
+    /// message from [`Client::next_message`].
+    pub async fn queue_publish(&mut self, tags: &[&str], data: &str) -> Result<(), Error> {
+        let request = Request::new("publish")
+            .tags(tags.iter().copied())
+            .data(data);
+        self.out.extend_from_slice(&request.to_line());
+        if self.out.len() >= QUEUE_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the queued publishes.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let written = self.stream.write_all(&out).await;
+        self.out = out;
+        self.out.clear();
+        written.map_err(Error::Io)?;
+        self.stream.flush().await.map_err(Error::Io)
     }
 
     /// Subscribes to messages carrying all of `tags`; returns once the
@@ -206,9 +241,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.messages.len()
     }
 
+    /// Frames read from the server and not handed out yet, deliveries and
+    /// replies alike: while there are some, [`Client::next_message`] does
+    /// not read.
+    pub fn buffered(&self) -> usize {
+        self.messages.len() + self.frames.len()
+    }
+
     /// Writes bytes that are protocol lines already (a load generator's
     /// pre-encoded batch); their replies and deliveries are read as usual.
     pub async fn send_raw(&mut self, lines: &[u8]) -> Result<(), Error> {
+        self.flush().await?;
         self.stream.write_all(lines).await.map_err(Error::Io)?;
         self.stream.flush().await.map_err(Error::Io)
     }

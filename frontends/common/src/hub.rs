@@ -346,24 +346,18 @@ impl Hub {
     /// The other nodes' messages carrying `tag` are heard now: the clients
     /// that waited for them go on.
     pub fn anchor_ready(self: &Arc<Self>, tag: &str) {
-        for shard in 0..self.shards.len() {
-            self.drive(shard, |state| state.engine.handle_anchor_ready(tag));
-        }
+        self.drive_each(|engine| engine.handle_anchor_ready(tag));
     }
 
     /// The other nodes' messages carrying `tag` are no longer asked for
     /// (see [`Engine::handle_anchor_dropped`]).
     pub fn anchor_dropped(self: &Arc<Self>, tag: &str) {
-        for shard in 0..self.shards.len() {
-            self.drive(shard, |state| state.engine.handle_anchor_dropped(tag));
-        }
+        self.drive_each(|engine| engine.handle_anchor_dropped(tag));
     }
 
     /// Nobody waits for an anchor any more: the link is down.
     pub fn release_anchors(self: &Arc<Self>) {
-        for shard in 0..self.shards.len() {
-            self.drive(shard, |state| state.engine.handle_anchors_released());
-        }
+        self.drive_each(Engine::handle_anchors_released);
     }
 
     /// Makes [`Hub::snapshot`] (so `/stats` and `/metrics`) include the
@@ -498,9 +492,7 @@ impl Hub {
             .store(config.max_connections, Ordering::Relaxed);
         self.pace_timeout
             .store(config.pace_timeout.as_millis() as u64, Ordering::Relaxed);
-        for shard in 0..self.shards.len() {
-            self.drive(shard, |state| state.engine.set_config(config.clone()));
-        }
+        self.drive_each(|engine| engine.set_config(config.clone()));
     }
 
     /// Checks signed tokens of new connections with `verifier` from now on
@@ -809,6 +801,13 @@ impl Hub {
         outcome
     }
 
+    /// [`Hub::drive`] with the same input on every shard, one at a time.
+    fn drive_each(self: &Arc<Self>, input: impl Fn(&mut Engine)) {
+        for shard in 0..self.shards.len() {
+            self.drive(shard, |state| input(&mut state.engine));
+        }
+    }
+
     /// [`Hub::drive`], handing the lock fairly to a waiting task when
     /// `input` says so, and returning the offers instead of handing them on.
     fn drive_handing_over<R>(
@@ -845,12 +844,10 @@ impl Hub {
     /// signed token expired are closed.
     pub fn tick(self: &Arc<Self>) {
         let (now, wall) = (Instant::now(), unix_now());
-        for shard in 0..self.shards.len() {
-            self.drive(shard, |state| {
-                state.engine.handle_timeout(now);
-                state.engine.handle_clock(wall);
-            });
-        }
+        self.drive_each(|engine| {
+            engine.handle_timeout(now);
+            engine.handle_clock(wall);
+        });
     }
 
     /// Ticks about once a second until the server shuts down. Runtime
@@ -907,9 +904,7 @@ impl Hub {
             // First every shard applies the change, then every shard
             // answers the admins whose change all have applied.
             for _round in 0..2 {
-                for shard in 0..self.shards.len() {
-                    self.drive(shard, |state| state.engine.handle_sync());
-                }
+                self.drive_each(Engine::handle_sync);
             }
         }
         for (conn, link) in effects.woken {

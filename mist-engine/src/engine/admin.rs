@@ -40,8 +40,15 @@ impl Engine {
 
     /// Closes `conn` when its signed token expires, if it has one.
     pub(super) fn expire_at(&mut self, conn: ConnId, expires: Option<u64>) {
-        if let Some(expires) = expires {
-            self.expiring.push(std::cmp::Reverse((expires, conn)));
+        let Some(expires) = expires else { return };
+        self.expiring.push(std::cmp::Reverse((expires, conn)));
+        // Connections that left stay in the heap until their token's expiry:
+        // a client reconnecting with a long-lived token must not grow it,
+        // so once most entries are gone ones, they are swept out.
+        if self.expiring.len() > 64 && self.expiring.len() > 2 * self.stats.connections {
+            let mut expiring = std::mem::take(&mut self.expiring);
+            expiring.retain(|std::cmp::Reverse((_, conn))| self.conn(*conn).is_some());
+            self.expiring = expiring;
         }
     }
 

@@ -28,20 +28,13 @@ pub struct Token {
 
 pub fn run(cmd: &Token) -> Result<(), Failure> {
     let ttl = seconds(&cmd.ttl)?;
-    let secret = std::fs::read(&cmd.key)
-        .map_err(|e| Failure::Usage(format!("--key {}: cannot read it: {e}", cmd.key)))?;
-    let secret = secret.strip_suffix(b"\n").unwrap_or(&secret);
-    if secret.len() < 32 {
-        return Err(Failure::Usage(format!(
-            "--key {}: an HMAC secret needs at least 32 bytes, not {}",
-            cmd.key,
-            secret.len()
-        )));
-    }
+    // The same file, read the same way, as the server's jwt://?key=PATH.
+    let secret = mist_auth::read_hmac_secret(std::path::Path::new(&cmd.key))
+        .map_err(|e| Failure::Usage(format!("--key: {e}")))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let token = mist_auth::mint_hmac(secret, &split_tags(&cmd.tags), cmd.admin, now, ttl)
+    let token = mist_auth::mint_hmac(&secret, &split_tags(&cmd.tags), cmd.admin, now, ttl)
         .map_err(|e| Failure::Failed(e.to_string()))?;
     println!("{token}");
     Ok(())

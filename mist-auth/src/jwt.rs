@@ -77,16 +77,9 @@ impl JwtVerifier {
                 )));
             }
         } else {
-            let secret = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-            if secret.len() < 32 {
-                return Err(AuthError(format!(
-                    "the JWT key {} is an HMAC secret of {} bytes: use at least 32 random bytes",
-                    path.display(),
-                    secret.len()
-                )));
-            }
+            let secret = hmac_secret(bytes, path)?;
             let hmac = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-            (DecodingKey::from_secret(secret), hmac, "an HMAC secret")
+            (DecodingKey::from_secret(&secret), hmac, "an HMAC secret")
         };
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
@@ -150,6 +143,28 @@ impl TokenVerifier for JwtVerifier {
     }
 }
 
+/// The HMAC secret in the key file at `path`: its bytes, a trailing
+/// newline ignored, at least 32 of them.
+pub fn read_hmac_secret(path: &Path) -> Result<Vec<u8>, AuthError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| AuthError(format!("cannot read the JWT key {}: {e}", path.display())))?;
+    hmac_secret(bytes, path)
+}
+
+fn hmac_secret(mut bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>, AuthError> {
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    if bytes.len() < 32 {
+        return Err(AuthError(format!(
+            "the JWT key {} is an HMAC secret of {} bytes: use at least 32 random bytes",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Signs a mist token with an HMAC `secret` (HS256): `tags` granted, the
 /// admin's if `admin`, valid from `now` until `now + ttl` (seconds since
 /// the Unix epoch). What `mist token` prints; a backend does the same in a
@@ -162,7 +177,7 @@ pub fn mint_hmac(
     ttl: u64,
 ) -> Result<String, AuthError> {
     let claims = Claims {
-        exp: Some(now + ttl),
+        exp: Some(now.saturating_add(ttl)),
         nbf: Some(now),
         mist: MistClaims {
             tags: tags.to_vec(),

@@ -34,7 +34,7 @@ mod postgres;
 mod registry;
 mod scribble;
 
-pub use jwt::{mint_hmac, JwtVerifier};
+pub use jwt::{mint_hmac, read_hmac_secret, JwtVerifier};
 pub use memory::MemoryAuthenticator;
 pub use mist_engine::auth::{AuthError, Authenticator, Change, Grants, Pending};
 pub use postgres::PostgresAuthenticator;

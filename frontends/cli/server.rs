@@ -6,7 +6,7 @@ use crate::settings::Settings;
 use crate::{Cli, Failure};
 use mist_auth::Registry;
 use mist_engine::Config;
-use mist_frontend::listener::{split_uris, ListenerSpec, DEFAULT_LISTENERS, TLS_SCHEMES};
+use mist_frontend::listener::{check_tls, split_uris, DEFAULT_LISTENERS};
 use mist_frontend::tls::{Tls, TlsFiles};
 use mist_frontend::{Hub, ListenerOptions, Origins};
 use mist_replicator::{Replicator, Target};
@@ -61,18 +61,8 @@ pub fn run(cli: &Cli) -> Result<(), Failure> {
         body_timeout: seconds("body-timeout", settings.body_timeout, defaults.body_timeout)?,
         tls: tls(&settings)?.map(Arc::new),
     };
-    if listener_options.tls.is_none() {
-        // Said before anything is bound, as the usage error it is.
-        for uri in &uris {
-            if let Ok(spec) = ListenerSpec::parse(uri) {
-                if TLS_SCHEMES.contains(&spec.scheme.as_str()) {
-                    return Err(Failure::Usage(format!(
-                        "the listener {spec} needs a certificate: give --tls-cert and --tls-key"
-                    )));
-                }
-            }
-        }
-    }
+    // Said before anything starts, as the usage error it is.
+    check_tls(&uris, &listener_options).map_err(|e| Failure::Usage(e.to_string()))?;
     let runtime = settings.runtime.as_deref().unwrap_or("async-std");
     if !["async-std", "smol"].contains(&runtime) {
         return Err(Failure::Usage(format!(

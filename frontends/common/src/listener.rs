@@ -215,17 +215,8 @@ pub fn bind_all(
         tcp: Vec::new(),
         custom: Vec::new(),
     };
-    let specs = plan(uris, &supported)?;
-    if let Some(spec) = specs
-        .iter()
-        .find(|spec| TLS_SCHEMES.contains(&spec.scheme.as_str()) && options.tls.is_none())
-    {
-        return Err(Error::InvalidListener {
-            uri: spec.to_string(),
-            reason: "a TLS listener needs a certificate: give --tls-cert and --tls-key".into(),
-        });
-    }
-    for spec in specs {
+    check_tls(uris, options)?;
+    for spec in plan(uris, &supported)? {
         if let Some(listener) = custom.by_scheme.get(&spec.scheme) {
             let task = listener(hub.clone(), spec.clone())?;
             log::info!("listening on {spec}");
@@ -241,6 +232,26 @@ pub fn bind_all(
         return Err(Error::NoListeners);
     }
     Ok(bound)
+}
+
+/// Refuses a TLS listener among `uris` when `options` have no
+/// certificate, before anything is bound (malformed URIs are left to
+/// [`plan`]).
+pub fn check_tls(uris: &[String], options: &ListenerOptions) -> Result<(), Error> {
+    if options.tls.is_some() {
+        return Ok(());
+    }
+    let tls = uris
+        .iter()
+        .filter_map(|uri| ListenerSpec::parse(uri).ok())
+        .find(|spec| TLS_SCHEMES.contains(&spec.scheme.as_str()));
+    match tls {
+        Some(spec) => Err(Error::InvalidListener {
+            uri: spec.to_string(),
+            reason: "a TLS listener needs a certificate: give --tls-cert and --tls-key".into(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Splits command-line values that may each hold several comma-separated URIs.

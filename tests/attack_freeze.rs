@@ -104,7 +104,7 @@ fn a_tenant_cannot_freeze_the_server(runtime: &str) {
         .data("x")
         .to_line();
     let chunk = line.repeat(64 * 1024 / line.len());
-    let stream = publisher.stream();
+    let mut stream = publisher.stream();
     stream
         .set_write_timeout(Some(Duration::from_secs(1)))
         .unwrap();

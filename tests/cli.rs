@@ -59,6 +59,20 @@ fn ping_prints_pong_and_the_round_trip_time() {
 #[test]
 fn subscribe_prints_what_publish_sends() {
     let server = Server::start();
+    subscribe_and_publish(&server.addr, &server.addr);
+}
+
+#[test]
+fn the_client_commands_speak_websocket_too() {
+    let server = Server::start();
+    let ws = format!("ws://{}", server.listeners["ws"]);
+    let http_ws = format!("ws://{}/subscribe/websocket", server.http());
+    subscribe_and_publish(&ws, &http_ws);
+}
+
+/// `mist subscribe --host subscriber` prints what `mist publish --host
+/// publisher` sends.
+fn subscribe_and_publish(subscriber: &str, publisher: &str) {
     let mut subscriber = mist()
         .args([
             "subscribe",
@@ -67,7 +81,7 @@ fn subscribe_prints_what_publish_sends() {
             "--count",
             "2",
             "--host",
-            &server.addr,
+            subscriber,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -92,13 +106,7 @@ fn subscribe_prints_what_publish_sends() {
         ("a,b", "line\nbreak"),
     ] {
         let out = run(&[
-            "publish",
-            "--tags",
-            tags,
-            "--data",
-            data,
-            "--host",
-            &server.addr,
+            "publish", "--tags", tags, "--data", data, "--host", publisher,
         ]);
         assert!(out.status.success(), "{}", self::stderr(&out));
     }

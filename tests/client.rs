@@ -1,6 +1,7 @@
-//! mist-client against a real server: every call over TCP and TLS, the
-//! async client over an async runtime's socket, errors carrying the
-//! server's words, and a subscribe that returns only once it is in place.
+//! mist-client against a real server: every call over TCP, WebSocket (on
+//! the ws listener and the HTTP one) and TLS, the async client over an
+//! async runtime's socket, errors carrying the server's words, and a
+//! subscribe that returns only once it is in place.
 
 mod support;
 
@@ -8,11 +9,29 @@ use mist_client::{blocking, Error, TlsOptions};
 use std::time::Duration;
 use support::{Certs, Server};
 
+/// The addresses of `server`'s line and WebSocket endpoints, as a
+/// mist-client user writes them.
+fn addresses(server: &Server) -> [String; 3] {
+    [
+        format!("tcp://{}", server.addr),
+        format!("ws://{}", server.listeners["ws"]),
+        format!("ws://{}/subscribe/websocket", server.listeners["http"]),
+    ]
+}
+
 #[test]
-fn a_subscription_is_in_place_when_subscribe_returns() {
+fn a_subscription_is_in_place_when_subscribe_returns_on_every_transport() {
     let server = Server::start();
-    let mut subscriber = blocking::Client::connect(&server.addr, None).unwrap();
-    let mut publisher = blocking::Client::connect(&server.addr, None).unwrap();
+    for subscriber in addresses(&server) {
+        for publisher in addresses(&server) {
+            subscribe_and_publish(&subscriber, &publisher);
+        }
+    }
+}
+
+fn subscribe_and_publish(subscriber: &str, publisher: &str) {
+    let mut subscriber = blocking::Client::connect(subscriber, None).unwrap();
+    let mut publisher = blocking::Client::connect(publisher, None).unwrap();
     for round in 0..20 {
         let tag = format!("fresh-{round}");
         subscriber.subscribe(&[&tag]).unwrap();
@@ -40,6 +59,37 @@ fn a_subscription_is_in_place_when_subscribe_returns() {
     let who = publisher.who().unwrap();
     assert_eq!((who.connections, who.subscribers), (2, 1), "{}", who.text);
     assert_eq!(publisher.listall().unwrap().len(), 19);
+    subscriber.close().unwrap();
+    publisher.close().unwrap();
+}
+
+#[test]
+fn a_websocket_refusal_names_its_status_and_a_read_timeout_loses_nothing() {
+    let server = Server::start_with(&["--authenticator", "memory://", "--token", "adm"]);
+    for address in addresses(&server).into_iter().skip(1) {
+        match blocking::Client::connect(&address, Some("wrong")).err() {
+            Some(Error::Server { command, message }) => {
+                assert_eq!(command, "connect");
+                assert!(message.contains("401"), "{message}");
+                assert!(message.contains("authentication failed"), "{message}");
+                assert!(!message.contains("wrong"), "never the token: {message}");
+            }
+            other => panic!("{address}: {other:?}"),
+        }
+        let mut subscriber = blocking::Client::connect(&address, Some("adm")).unwrap();
+        subscriber.subscribe(&["t"]).unwrap();
+        // Nothing yet: the read times out, and the connection goes on.
+        for _ in 0..3 {
+            let nothing = subscriber.next_message_within(Duration::from_millis(50));
+            assert!(nothing.unwrap().is_none());
+        }
+        let mut publisher = blocking::Client::connect(&server.addr, Some("adm")).unwrap();
+        let big = "x".repeat(200_000);
+        publisher.publish(&["t"], &big).unwrap();
+        let message = subscriber.next_message_within(Duration::from_secs(5));
+        assert_eq!(message.unwrap().unwrap().data.as_deref(), Some(&big[..]));
+        assert!(subscriber.ping().is_ok());
+    }
 }
 
 #[test]
@@ -106,6 +156,19 @@ fn the_async_client_runs_over_an_async_runtimes_socket() {
         let message = subscriber.next_message().await.unwrap();
         assert_eq!(message.tags, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!(message.data.as_deref(), Some("async"));
+        // And over WebSocket, on the same runtime.
+        let stream = async_std::net::TcpStream::connect(&server.listeners["ws"])
+            .await
+            .unwrap();
+        let url = format!("ws://{}/subscribe/websocket", server.listeners["ws"]);
+        let mut over_ws = mist_client::Client::websocket(stream, &url, None)
+            .await
+            .unwrap();
+        over_ws.subscribe(&["b"]).await.unwrap();
+        publisher.publish(&["b"], "to the socket").await.unwrap();
+        let message = over_ws.next_message().await.unwrap();
+        assert_eq!(message.data.as_deref(), Some("to the socket"));
+        over_ws.close().await.unwrap();
     });
 }
 

@@ -239,21 +239,31 @@ fn websocket_paths(runtime: &str) {
     }
 }
 
+/// The next text frame of a raw WebSocket, decoded.
+fn next_text(socket: &mut support::RawWebSocket) -> mist_proto::Message {
+    loop {
+        match socket.read().expect("a frame") {
+            tungstenite::Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            other => assert!(other.is_ping() || other.is_pong(), "{other:?}"),
+        }
+    }
+}
+
 fn websocket_frames(runtime: &str) {
     let server = Server::start_on(runtime, &["--max-line", "1000"]);
-    let mut client = server.client(Transport::Ws);
-    client.send_binary(b"{\"command\":\"ping\"}");
+    let url = format!("ws://{}/subscribe/websocket", server.listeners["ws"]);
+    let mut socket = support::raw_websocket(&url);
+    let ping = b"{\"command\":\"ping\"}".to_vec();
+    socket.send(tungstenite::Message::binary(ping)).unwrap();
     assert_eq!(
-        client.error(),
-        "binary frames are not supported: send each message as JSON in a text frame"
+        next_text(&mut socket).error.as_deref(),
+        Some("binary frames are not supported: send each message as JSON in a text frame")
     );
     // Several messages in one frame, the last without a newline.
-    client.send_raw(b"{\"command\":\"subscribe\",\"tags\":[\"s\"]}\n{\"command\":\"list\"}");
-    assert_eq!(client.recv().data.as_deref(), Some("s"));
+    let several = "{\"command\":\"subscribe\",\"tags\":[\"s\"]}\n{\"command\":\"list\"}";
+    socket.send(tungstenite::Message::text(several)).unwrap();
+    assert_eq!(next_text(&mut socket).data.as_deref(), Some("s"));
     // A WebSocket ping is answered with a pong carrying the same payload.
-    let Some(socket) = client.socket() else {
-        unreachable!()
-    };
     socket
         .send(tungstenite::Message::Ping(b"hi".to_vec().into()))
         .unwrap();
@@ -264,11 +274,14 @@ fn websocket_frames(runtime: &str) {
     assert_eq!(&pong[..], b"hi");
     // An oversized frame is answered, then the connection is closed: the
     // stream cannot be resynchronised after it.
-    client.send_raw(&[b'x'; 5000]);
-    assert!(client
-        .error()
-        .starts_with("line too long: the limit is 1000 bytes"));
-    let socket = client.socket().unwrap();
+    socket
+        .send(tungstenite::Message::text("x".repeat(5000)))
+        .unwrap();
+    let refusal = next_text(&mut socket).error.unwrap();
+    assert!(
+        refusal.starts_with("line too long: the limit is 1000 bytes"),
+        "{refusal}"
+    );
     assert!(matches!(socket.read(), Ok(tungstenite::Message::Close(_))));
 }
 
@@ -278,19 +291,18 @@ fn ordinary_websocket_disconnects_are_not_errors(runtime: &str) {
         let server = Server::start_on(runtime, &[]);
         let mut clean = server.client(Transport::Ws);
         clean.sync();
-        clean.socket().unwrap().close(None).unwrap();
-        let _ = clean.socket().unwrap().flush();
+        clean.close();
         let mut abrupt = server.client(Transport::Ws);
         abrupt.subscribe(&["t"]);
         drop(abrupt); // no close frame: 1006 for the server
-        let mut going_away = server.client(Transport::Ws);
-        going_away.sync();
+        let url = format!("ws://{}/subscribe/websocket", server.listeners["ws"]);
+        let mut going_away = support::raw_websocket(&url);
         let frame = tungstenite::protocol::CloseFrame {
             code: tungstenite::protocol::frame::coding::CloseCode::Away,
             reason: "bye".into(),
         };
-        going_away.socket().unwrap().close(Some(frame)).unwrap();
-        let _ = going_away.socket().unwrap().flush();
+        going_away.close(Some(frame)).unwrap();
+        let _ = going_away.flush();
         // Give the server a moment to notice, then prove it is still fine.
         std::thread::sleep(Duration::from_millis(300));
         let mut probe = server.client(Transport::Tcp);

@@ -24,10 +24,12 @@ macro_rules! client_command {
         #[argh(subcommand, name = $name)]
         pub struct $command {
             $($(#[$field_meta])* pub $field: $type $(<$inner>)?,)*
-            /// server address (default: 127.0.0.1:1445)
+            /// server address: host:port or tcp://, tls://, ws:// or wss://
+            /// host:port[/path] (default: 127.0.0.1:1445)
             #[argh(option, default = "default_host()")]
             pub host: String,
-            /// token for a server with authentication (sent as the first message)
+            /// token for a server with authentication (the first message, or
+            /// the X-Auth-Token header over WebSocket)
             #[argh(option)]
             pub token: Option<String>,
             /// connect over TLS (a tls:// listener), checking the server's

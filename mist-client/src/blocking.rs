@@ -20,6 +20,7 @@ use crate::{Error, Message, Who};
 use futures::executor::block_on;
 use futures::io::AllowStdIo;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 type Inner = crate::Client<AllowStdIo<Stream>>;
@@ -34,21 +35,46 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `host` (`name:port`) over plain TCP, authenticated with
-    /// `token` if given.
-    pub fn connect(host: &str, token: Option<&str>) -> Result<Client, Error> {
-        Client::connect_with(host, token, &TlsOptions::default())
+    /// Connects to `address`, authenticated with `token` if given.
+    /// `address` is `host:port` or `tcp://host:port` for the line protocol,
+    /// `tls://host:port` for it over TLS, `ws://host:port[/path]` or
+    /// `wss://host:port[/path]` for WebSocket (the path defaults to
+    /// `/subscribe/websocket`). TLS checks the server against the public CAs.
+    pub fn connect(address: &str, token: Option<&str>) -> Result<Client, Error> {
+        Client::connect_with(address, token, &TlsOptions::default())
     }
 
-    /// Connects over TLS as `tls` says (plain TCP if it asks for nothing).
+    /// Connects as [`Client::connect`] does, with TLS as `tls` says: a
+    /// `host:port` address speaks TLS when `tls` asks for anything.
     pub fn connect_with(
-        host: &str,
+        address: &str,
         token: Option<&str>,
         tls: &TlsOptions,
     ) -> Result<Client, Error> {
-        let config = tls.config()?;
-        let stream = Stream::connect(host, config.as_ref())?;
-        let inner = block_on(crate::Client::new(AllowStdIo::new(stream), token))?;
+        Client::connect_with_config(address, token, tls.config()?)
+    }
+
+    /// Connects as [`Client::connect`] does, speaking TLS with `config`
+    /// (rustls's) when the address asks for TLS or `config` is given.
+    pub fn connect_with_config(
+        address: &str,
+        token: Option<&str>,
+        config: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Client, Error> {
+        let address = Address::parse(address)?;
+        let config = match (address.tls, config) {
+            (true, None) => TlsOptions {
+                tls: true,
+                ..TlsOptions::default()
+            }
+            .config()?,
+            (_, config) => config,
+        };
+        let stream = AllowStdIo::new(Stream::connect(address.host, config.as_ref())?);
+        let inner = match address.websocket {
+            Some(url) => block_on(crate::Client::websocket(stream, &url, token))?,
+            None => block_on(crate::Client::new(stream, token))?,
+        };
         Ok(Client {
             inner,
             reply_timeout: None,
@@ -172,6 +198,22 @@ impl Client {
         }
     }
 
+    /// The TCP socket under the connection (under TLS, if it speaks TLS),
+    /// for its options: a shutdown, say.
+    pub fn socket(&self) -> &std::net::TcpStream {
+        self.inner.stream_ref().get_ref().tcp()
+    }
+
+    /// See [`crate::Client::close`].
+    pub fn close(self) -> Result<(), Error> {
+        block_on(self.inner.close())
+    }
+
+    /// Whether this client speaks WebSocket.
+    pub fn is_websocket(&self) -> bool {
+        self.inner.is_websocket()
+    }
+
     /// See [`crate::Client::buffered`].
     pub fn buffered(&self) -> usize {
         self.inner.buffered()
@@ -191,6 +233,12 @@ impl Client {
         stream
     }
 
+    /// The connection as an async client over the blocking stream, for
+    /// what this wrapper does not offer.
+    pub fn get_mut(&mut self) -> &mut crate::Client<AllowStdIo<Stream>> {
+        &mut self.inner
+    }
+
     fn set_read_timeout(&mut self, wait: Option<Duration>) -> Result<(), Error> {
         if wait == self.read_timeout {
             return Ok(());
@@ -202,5 +250,81 @@ impl Client {
             .map_err(Error::Io)?;
         self.read_timeout = wait;
         Ok(())
+    }
+}
+
+/// Where a blocking client connects, read from its address.
+struct Address<'a> {
+    /// `host:port`.
+    host: &'a str,
+    /// Whether the scheme asks for TLS.
+    tls: bool,
+    /// The URL of a WebSocket endpoint.
+    websocket: Option<String>,
+}
+
+impl<'a> Address<'a> {
+    fn parse(address: &'a str) -> Result<Address<'a>, Error> {
+        let (scheme, rest) = address.split_once("://").unwrap_or(("tcp", address));
+        let (host, path) = match rest.find('/') {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        if host.is_empty() {
+            return Err(Error::Config(format!("{address}: no host:port in it")));
+        }
+        let websocket = |scheme: &str| {
+            let path = if path.is_empty() || path == "/" {
+                "/subscribe/websocket"
+            } else {
+                path
+            };
+            Some(format!("{scheme}://{host}{path}"))
+        };
+        let (tls, websocket) = match scheme {
+            "tcp" | "tls" if !path.is_empty() => {
+                return Err(Error::Config(format!(
+                    "{address}: a {scheme}:// address has no path"
+                )))
+            }
+            "tcp" => (false, None),
+            "tls" => (true, None),
+            "ws" => (false, websocket("ws")),
+            "wss" => (true, websocket("wss")),
+            other => {
+                return Err(Error::Config(format!(
+                    "{address}: mist speaks tcp://, tls://, ws:// and wss://, not {other}://"
+                )))
+            }
+        };
+        Ok(Address {
+            host,
+            tls,
+            websocket,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Address;
+
+    #[test]
+    fn an_address_names_its_transport() {
+        let read = |a| {
+            let address = Address::parse(a).unwrap();
+            (address.host, address.tls, address.websocket)
+        };
+        assert_eq!(read("h:1"), ("h:1", false, None));
+        assert_eq!(read("tcp://h:1"), ("h:1", false, None));
+        assert_eq!(read("tls://h:1"), ("h:1", true, None));
+        let ws = Some("ws://h:1/subscribe/websocket".to_string());
+        assert_eq!(read("ws://h:1"), ("h:1", false, ws));
+        let wss = Some("wss://h:1/other".to_string());
+        assert_eq!(read("wss://h:1/other"), ("h:1", true, wss));
+        for bad in ["http://h:1", "tcp://h:1/x", "ws://", ""] {
+            let error = Address::parse(bad).err().expect(bad).to_string();
+            assert!(error.contains(bad), "{error}");
+        }
     }
 }

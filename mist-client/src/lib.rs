@@ -37,15 +37,17 @@ pub mod blocking;
 mod error;
 pub mod reconnecting;
 mod tls;
+mod wire;
 
 pub use error::Error;
 pub use mist_proto::Message;
 pub use tls::{Stream, TlsOptions};
 
-use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::io::{AsyncRead, AsyncWrite};
 use mist_proto::{LineDecoder, ProtoError, Request};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+use wire::{Got, Wire};
 
 /// The longest line the client accepts from a server.
 pub const MAX_LINE: usize = 64 * 1024 * 1024;
@@ -63,9 +65,11 @@ pub struct Who {
 
 /// One connection to a mist server over `S`.
 pub struct Client<S> {
-    stream: S,
+    wire: Wire<S>,
     decoder: LineDecoder,
     buf: Vec<u8>,
+    /// The text of the last WebSocket frame read.
+    text: Vec<u8>,
     /// Frames read and not handed out yet.
     frames: VecDeque<Message>,
     /// Deliveries (and notices from the server) read while waiting for a
@@ -79,21 +83,37 @@ pub struct Client<S> {
 const QUEUE_BYTES: usize = 64 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    /// A client over `stream`, authenticated with `token` if given (the
-    /// server's refusal is an [`Error::Server`]).
+    /// A client of a line listener (`tcp://`, `tls://`) over `stream`,
+    /// authenticated with `token` if given (the server's refusal is an
+    /// [`Error::Server`]).
     pub async fn new(stream: S, token: Option<&str>) -> Result<Client<S>, Error> {
-        let mut client = Client {
-            stream,
-            decoder: LineDecoder::new(MAX_LINE),
-            buf: vec![0; 64 * 1024],
-            frames: VecDeque::new(),
-            messages: VecDeque::new(),
-            out: Vec::new(),
-        };
+        let mut client = Client::over(Wire::Lines(stream));
         if let Some(token) = token {
             client.confirm(Request::new("auth").data(token)).await?;
         }
         Ok(client)
+    }
+
+    /// A client of a WebSocket endpoint (`ws://host:port/subscribe/websocket`,
+    /// or `wss://` over a TLS stream) over `stream`: the opening handshake,
+    /// with `token` in its `X-Auth-Token` header. A refused upgrade is an
+    /// [`Error::Server`] for the command `connect`, with the HTTP status and
+    /// the server's reason.
+    pub async fn websocket(stream: S, url: &str, token: Option<&str>) -> Result<Client<S>, Error> {
+        let wire = Wire::websocket(stream, url, token, MAX_LINE).await?;
+        Ok(Client::over(wire))
+    }
+
+    fn over(wire: Wire<S>) -> Client<S> {
+        Client {
+            wire,
+            decoder: LineDecoder::new(MAX_LINE),
+            buf: vec![0; 64 * 1024],
+            text: Vec::new(),
+            frames: VecDeque::new(),
+            messages: VecDeque::new(),
+            out: Vec::new(),
+        }
     }
 
     /// The round-trip time of a `ping`.
@@ -135,11 +155,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        let written = self.stream.write_all(&out).await;
+        let written = self.wire.write(&out).await;
         self.out = out;
         self.out.clear();
-        written.map_err(Error::Io)?;
-        self.stream.flush().await.map_err(Error::Io)
+        written
     }
 
     /// Subscribes to messages carrying all of `tags`; returns once the
@@ -250,21 +269,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Writes bytes that are protocol lines already (a load generator's
     /// pre-encoded batch); their replies and deliveries are read as usual.
+    /// Over WebSocket each line goes as one text frame.
     pub async fn send_raw(&mut self, lines: &[u8]) -> Result<(), Error> {
         self.flush().await?;
-        self.stream.write_all(lines).await.map_err(Error::Io)?;
-        self.stream.flush().await.map_err(Error::Io)
+        self.wire.write(lines).await
+    }
+
+    /// Closes the connection cleanly: queued publishes are written, then a
+    /// WebSocket says goodbye with a close frame (a line stream is closed).
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.flush().await?;
+        self.wire.close().await
+    }
+
+    /// Whether this client speaks WebSocket.
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.wire, Wire::WebSocket(_))
     }
 
     /// The stream, for reading what the server sends without decoding it
     /// (frames already read are dropped).
     pub fn into_inner(self) -> S {
-        self.stream
+        self.wire.into_inner()
     }
 
     /// The stream, for its settings (a read timeout, say).
     pub fn stream_ref(&self) -> &S {
-        &self.stream
+        self.wire.stream_ref()
     }
 
     /// Sends `request` and a `ping` behind it: the pong proves `request`
@@ -334,12 +365,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             if let Some(frame) = self.frames.pop_front() {
                 return Ok(frame);
             }
-            let n = self.stream.read(&mut self.buf).await.map_err(Error::Io)?;
-            if n == 0 {
-                return Err(Error::Closed);
-            }
+            let bytes = match self.wire.read(&mut self.buf, &mut self.text).await? {
+                Got::Bytes(n) => &self.buf[..n],
+                Got::Frame => &self.text[..],
+                Got::Closed => return Err(Error::Closed),
+            };
             let mut decoded: Vec<Result<Message, ProtoError>> = Vec::new();
-            self.decoder.decode(&self.buf[..n], &mut decoded);
+            self.decoder.decode(bytes, &mut decoded);
             for frame in decoded {
                 self.frames
                     .push_back(frame.map_err(|e| Error::Protocol(e.to_string()))?);

@@ -140,6 +140,14 @@ impl Stream {
         Ok(Stream::Tls(Box::new(stream)))
     }
 
+    /// The TCP socket (under TLS, if it speaks TLS).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+
     /// How long a read waits; `None` for ever.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {

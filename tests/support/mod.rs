@@ -3,8 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
-use mist_proto::{LineDecoder, Message, Request};
-use std::collections::{HashMap, VecDeque};
+use mist_proto::{Message, Request};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -142,16 +142,9 @@ impl Server {
             }
             Transport::Ws => {
                 let url = format!("ws://{}/subscribe/websocket", self.listeners["ws"]);
-                let mut request =
-                    tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
-                request
-                    .headers_mut()
-                    .insert("X-Auth-Token", token.parse().unwrap());
-                let (socket, _) = tungstenite::connect(request).expect("WebSocket handshake");
-                Client {
-                    wire: Wire::WebSocket(Box::new(socket)),
-                    frames: VecDeque::new(),
-                }
+                let inner = mist_client::blocking::Client::connect(&url, Some(token))
+                    .unwrap_or_else(|e| panic!("WebSocket handshake: {e}"));
+                Client { inner }
             }
             Transport::HttpWs => Client::websocket(&format!(
                 "ws://{}/subscribe/websocket?x-auth-token={token}",
@@ -281,133 +274,52 @@ pub enum Transport {
     HttpWs,
 }
 
-/// The line protocol's stream: plain, or TLS.
-pub enum LineStream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl LineStream {
-    fn tcp(&mut self) -> &mut TcpStream {
-        match self {
-            LineStream::Plain(stream) => stream,
-            LineStream::Tls(stream) => &mut stream.sock,
-        }
-    }
-}
-
-impl Read for LineStream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            LineStream::Plain(stream) => stream.read(buf),
-            LineStream::Tls(stream) => stream.read(buf),
-        }
-    }
-}
-
-impl Write for LineStream {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            LineStream::Plain(stream) => stream.write(buf),
-            LineStream::Tls(stream) => stream.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            LineStream::Plain(stream) => stream.flush(),
-            LineStream::Tls(stream) => stream.flush(),
-        }
-    }
-}
-
-enum Wire {
-    Lines {
-        stream: LineStream,
-        decoder: LineDecoder,
-    },
-    WebSocket(Box<WebSocket<MaybeTlsStream<TcpStream>>>),
-}
-
-/// A blocking client of the protocol over any transport.
+/// A blocking client of the protocol over any transport: mist-client's,
+/// with the checks tests make on what it reads.
 pub struct Client {
-    wire: Wire,
-    frames: VecDeque<Message>,
+    inner: mist_client::blocking::Client,
 }
 
 impl Client {
+    /// A client of the TCP line listener at `addr`.
     pub fn tcp(addr: &str) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to the server");
-        stream.set_nodelay(true).unwrap();
-        Client::lines(LineStream::Plain(stream))
+        Client::at(addr, None)
     }
 
-    fn lines(stream: LineStream) -> Client {
-        Client {
-            wire: Wire::Lines {
-                stream,
-                decoder: LineDecoder::new(64 * 1024 * 1024),
-            },
-            frames: VecDeque::new(),
-        }
+    /// A client at `address` (any scheme mist-client knows) trusting the
+    /// CAs of `tls`, if given; the handshakes are done when it returns (a
+    /// refusal that TLS 1.3 reports only after them, such as a missing
+    /// client certificate, shows on the first read).
+    pub fn at(address: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
+        let inner = mist_client::blocking::Client::connect_with_config(address, None, tls)
+            .unwrap_or_else(|e| panic!("connect to {address}: {e}"));
+        Client { inner }
     }
 
-    /// A client of a `tls://` listener trusting `config`'s CAs; the
-    /// handshake is done when it returns (a refusal that TLS 1.3 reports
-    /// only after it, such as a missing client certificate, shows on the
-    /// first read).
+    /// A client of a `tls://` listener at `addr` trusting `config`'s CAs.
     pub fn tls(addr: &str, config: Arc<rustls::ClientConfig>) -> Client {
-        Client::lines(LineStream::Tls(Box::new(
-            tls_connect(addr, config).expect("a TLS handshake"),
-        )))
+        Client::at(&format!("tls://{addr}"), Some(config))
     }
 
     /// A WebSocket client over TLS (`wss://`) trusting `config`'s CAs.
     pub fn websocket_tls(url: &str, config: Arc<rustls::ClientConfig>) -> Client {
-        let addr = url
-            .strip_prefix("wss://")
-            .and_then(|rest| rest.split('/').next())
-            .expect("a wss:// URL");
-        let tcp = TcpStream::connect(addr).expect("connect to the server");
-        let (socket, _) = tungstenite::client_tls_with_config(
-            url,
-            tcp,
-            None,
-            Some(tungstenite::Connector::Rustls(config)),
-        )
-        .expect("a WebSocket handshake over TLS");
-        Client {
-            wire: Wire::WebSocket(Box::new(socket)),
-            frames: VecDeque::new(),
-        }
+        Client::at(url, Some(config))
     }
 
+    /// A WebSocket client of `url` (`ws://`).
     pub fn websocket(url: &str) -> Client {
-        let (socket, _) = tungstenite::connect(url).expect("WebSocket handshake");
-        Client {
-            wire: Wire::WebSocket(Box::new(socket)),
-            frames: VecDeque::new(),
-        }
+        Client::at(url, None)
     }
 
-    /// The WebSocket of a WebSocket client, for frame-level tests.
-    pub fn socket(&mut self) -> Option<&mut WebSocket<MaybeTlsStream<TcpStream>>> {
-        match &mut self.wire {
-            Wire::WebSocket(socket) => Some(socket),
-            Wire::Lines { .. } => None,
-        }
+    /// Closes the connection cleanly (a WebSocket with a close frame).
+    pub fn close(self) {
+        self.inner.close().expect("a clean close");
     }
 
-    /// The TCP stream under the client (under TLS, if it speaks TLS).
-    pub fn stream(&mut self) -> &mut TcpStream {
-        match &mut self.wire {
-            Wire::Lines { stream, .. } => stream.tcp(),
-            Wire::WebSocket(socket) => match socket.get_mut() {
-                MaybeTlsStream::Plain(stream) => stream,
-                MaybeTlsStream::Rustls(stream) => &mut stream.sock,
-                _ => unreachable!("tests use plain or rustls sockets"),
-            },
-        }
+    /// The TCP socket under the client (under TLS, if it speaks TLS), for
+    /// writing bytes past the client or shutting it.
+    pub fn stream(&self) -> &TcpStream {
+        self.inner.socket()
     }
 
     pub fn send(&mut self, request: Request) {
@@ -415,15 +327,9 @@ impl Client {
     }
 
     /// Sends raw bytes: over TCP as they are (half a line, several lines,
-    /// garbage); over WebSocket as one text frame (so they must be UTF-8).
+    /// garbage); over WebSocket one text frame per line (so UTF-8).
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        match &mut self.wire {
-            Wire::Lines { stream, .. } => stream.write_all(bytes).unwrap(),
-            Wire::WebSocket(socket) => {
-                let text = String::from_utf8(bytes.to_vec()).expect("text frames are UTF-8");
-                socket.send(tungstenite::Message::text(text)).unwrap();
-            }
-        }
+        self.inner.send_raw(bytes).expect("send");
     }
 
     /// Sends one line, adding its newline.
@@ -431,16 +337,6 @@ impl Client {
         let mut bytes = line.to_vec();
         bytes.push(b'\n');
         self.send_raw(&bytes);
-    }
-
-    /// Sends a binary WebSocket frame.
-    pub fn send_binary(&mut self, bytes: &[u8]) {
-        match &mut self.wire {
-            Wire::WebSocket(socket) => socket
-                .send(tungstenite::Message::binary(bytes.to_vec()))
-                .unwrap(),
-            Wire::Lines { .. } => panic!("binary frames are a WebSocket thing"),
-        }
     }
 
     pub fn subscribe(&mut self, tags: &[&str]) {
@@ -462,89 +358,50 @@ impl Client {
 
     /// The next frame, or `None` if none arrives within `timeout`.
     pub fn try_recv(&mut self, timeout: Duration) -> Option<Message> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(frame) = self.frames.pop_front() {
-                return Some(frame);
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .unwrap();
-            match &mut self.wire {
-                Wire::Lines { stream, decoder } => {
-                    let mut buf = [0u8; 64 * 1024];
-                    match stream.read(&mut buf) {
-                        Ok(0) => panic!("the server closed the connection"),
-                        Ok(n) => {
-                            let mut out = Vec::new();
-                            decoder.decode::<Message>(&buf[..n], &mut out);
-                            self.frames.extend(
-                                out.into_iter()
-                                    .map(|r| r.expect("the server sends valid JSON lines")),
-                            );
-                        }
-                        Err(e) if is_timeout(&e) => {}
-                        Err(e) => panic!("read failed: {e}"),
-                    }
-                }
-                Wire::WebSocket(socket) => match socket.read() {
-                    Ok(tungstenite::Message::Text(text)) => {
-                        assert!(
-                            !text.contains('\n'),
-                            "one frame is one JSON message: {text}"
-                        );
-                        let frame =
-                            serde_json::from_str(&text).expect("the server sends JSON text frames");
-                        self.frames.push_back(frame);
-                    }
-                    Ok(tungstenite::Message::Close(close)) => {
-                        panic!("the server closed: {close:?}")
-                    }
-                    Ok(other) => assert!(
-                        other.is_ping() || other.is_pong(),
-                        "unexpected frame {other:?}"
-                    ),
-                    Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
-                    Err(e) => panic!("WebSocket read failed: {e}"),
-                },
-            }
+        match self.inner.next_message_within(timeout) {
+            Ok(frame) => frame,
+            Err(mist_client::Error::Closed) => panic!("the server closed the connection"),
+            Err(e) => panic!("read failed: {e}"),
         }
     }
 
-    /// Reads `n` frames without decoding them, checking that each starts
-    /// with `prefix`: for tests that receive a great many.
+    /// Reads `n` frames, checking that each starts with `prefix`: for tests
+    /// that receive a great many. Over TCP the lines are read off the socket
+    /// without decoding them.
     pub fn skim(&mut self, n: usize, prefix: &str) {
-        assert!(self.frames.is_empty(), "skim before anything else arrived");
+        assert_eq!(
+            self.inner.buffered(),
+            0,
+            "skim before anything else arrived"
+        );
         let deadline = Instant::now() + TIMEOUT * 3;
+        if self.inner.is_websocket() {
+            for seen in 0..n {
+                assert!(Instant::now() < deadline, "only {seen} of {n} frames came");
+                let frame = self.recv();
+                let text = serde_json::to_string(&frame).unwrap();
+                assert!(text.starts_with(prefix), "frame {seen}: {text}");
+            }
+            return;
+        }
+        let mut socket = self.stream();
+        socket.set_read_timeout(Some(TIMEOUT)).unwrap();
         let mut seen = 0;
         let mut line_start = true;
+        let mut buf = vec![0u8; 256 * 1024];
         while seen < n {
             assert!(Instant::now() < deadline, "only {seen} of {n} frames came");
-            self.stream().set_read_timeout(Some(TIMEOUT)).unwrap();
-            match &mut self.wire {
-                Wire::Lines { stream, .. } => {
-                    let mut buf = vec![0u8; 256 * 1024];
-                    let got = stream.read(&mut buf).expect("read");
-                    assert!(got > 0, "the server closed after {seen} frames");
-                    for (i, &b) in buf[..got].iter().enumerate() {
-                        if line_start {
-                            let rest = &buf[i..got];
-                            let want = prefix.as_bytes();
-                            let k = rest.len().min(want.len());
-                            assert_eq!(&rest[..k], &want[..k], "frame {seen}");
-                        }
-                        line_start = b == b'\n';
-                        seen += usize::from(line_start);
-                    }
+            let got = socket.read(&mut buf).expect("read");
+            assert!(got > 0, "the server closed after {seen} frames");
+            for (i, &b) in buf[..got].iter().enumerate() {
+                if line_start {
+                    let rest = &buf[i..got];
+                    let want = prefix.as_bytes();
+                    let k = rest.len().min(want.len());
+                    assert_eq!(&rest[..k], &want[..k], "frame {seen}");
                 }
-                Wire::WebSocket(socket) => match socket.read().expect("read") {
-                    tungstenite::Message::Text(text) => {
-                        assert!(text.starts_with(prefix), "frame {seen}");
-                        seen += 1;
-                    }
-                    other => assert!(other.is_ping() || other.is_pong(), "{other:?}"),
-                },
+                line_start = b == b'\n';
+                seen += usize::from(line_start);
             }
         }
         assert_eq!(seen, n, "more frames than expected");
@@ -583,36 +440,16 @@ impl Client {
     /// Waits until the server closes the connection, returning the frames
     /// that came before.
     pub fn until_closed(&mut self) -> Vec<Message> {
-        let mut frames: Vec<Message> = self.frames.drain(..).collect();
+        let mut frames = Vec::new();
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let left = deadline
                 .checked_duration_since(Instant::now())
                 .expect("the server closes the connection");
-            self.stream().set_read_timeout(Some(left)).unwrap();
-            match &mut self.wire {
-                Wire::Lines { stream, decoder } => {
-                    let mut buf = [0u8; 64 * 1024];
-                    match stream.read(&mut buf) {
-                        Ok(0) => return frames,
-                        Ok(n) => {
-                            let mut out = Vec::new();
-                            decoder.decode::<Message>(&buf[..n], &mut out);
-                            frames.extend(out.into_iter().map(Result::unwrap));
-                        }
-                        Err(e) if is_timeout(&e) => {}
-                        Err(_) => return frames,
-                    }
-                }
-                Wire::WebSocket(socket) => match socket.read() {
-                    Ok(tungstenite::Message::Text(text)) => {
-                        frames.push(serde_json::from_str(&text).unwrap())
-                    }
-                    Ok(tungstenite::Message::Close(_)) => return frames,
-                    Ok(_) => {}
-                    Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
-                    Err(_) => return frames,
-                },
+            match self.inner.next_message_within(left) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => {}
+                Err(_) => return frames,
             }
         }
     }
@@ -627,28 +464,27 @@ impl Client {
     }
 }
 
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
+/// A WebSocket as tungstenite gives it.
+pub type RawWebSocket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// A raw WebSocket to `url`, for tests of the framing itself (binary,
+/// ping and close frames), which a protocol client does not send.
+pub fn raw_websocket(url: &str) -> RawWebSocket {
+    let (socket, _) = tungstenite::connect(url).expect("WebSocket handshake");
+    socket
 }
 
-/// A TLS connection to `addr` (`127.0.0.1:port`) with its handshake done.
-pub fn tls_connect(
+/// A `ping` over a new `tls://` connection to `addr` trusting `config`:
+/// an error when the server refuses the handshake.
+pub fn tls_ping(
     addr: &str,
     config: Arc<rustls::ClientConfig>,
-) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
-    let connection = rustls::ClientConnection::new(config, name).unwrap();
-    let tcp = TcpStream::connect(addr)?;
-    tcp.set_read_timeout(Some(TIMEOUT))?;
-    let mut stream = rustls::StreamOwned::new(connection, tcp);
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock)?;
-    }
-    Ok(stream)
+) -> Result<Duration, mist_client::Error> {
+    let address = format!("tls://{addr}");
+    let mut client =
+        mist_client::blocking::Client::connect_with_config(&address, None, Some(config))?;
+    client.set_reply_timeout(Some(TIMEOUT));
+    client.ping()
 }
 
 /// Certificates made for one test, in a directory of their own removed

@@ -5,6 +5,8 @@
 
 mod support;
 
+use futures::StreamExt;
+use mist_client::reconnecting::{Connect, Event, Reconnecting};
 use mist_client::{blocking, Error, TlsOptions};
 use std::time::Duration;
 use support::{Certs, Server};
@@ -147,15 +149,26 @@ fn the_async_client_runs_over_an_async_runtimes_socket() {
             .await
             .unwrap();
         let mut subscriber = mist_client::Client::new(stream, None).await.unwrap();
-        subscriber.subscribe(&["a"]).await.unwrap();
+        subscriber.subscribe(&["c"]).await.unwrap();
+        let mut subscription = subscriber.subscribe(&["a"]).await.unwrap();
         let stream = async_std::net::TcpStream::connect(&server.addr)
             .await
             .unwrap();
         let mut publisher = mist_client::Client::new(stream, None).await.unwrap();
         publisher.publish(&["a", "b"], "async").await.unwrap();
-        let message = subscriber.next_message().await.unwrap();
+        publisher
+            .publish(&["c"], "the other subscription's")
+            .await
+            .unwrap();
+        publisher.publish(&["b", "a"], "second").await.unwrap();
+        let message = subscription.next().await.unwrap().unwrap();
         assert_eq!(message.tags, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!(message.data.as_deref(), Some("async"));
+        let message = subscription.next().await.unwrap().unwrap();
+        assert_eq!(message.data.as_deref(), Some("second"));
+        // What the stream passed over waits for next_message.
+        let aside = subscriber.next_message().await.unwrap();
+        assert_eq!(aside.data.as_deref(), Some("the other subscription's"));
         // And over WebSocket, on the same runtime.
         let stream = async_std::net::TcpStream::connect(&server.listeners["ws"])
             .await
@@ -205,11 +218,81 @@ fn over_tls_with_and_without_a_client_certificate() {
     }
 }
 
+/// What the reconnect scenario asks of a reconnecting client.
+trait Reconnects {
+    fn subscribe(&mut self, tags: &[&str]);
+    fn unsubscribe(&mut self, tags: &[&str]);
+    fn next_event(&mut self) -> Event;
+    fn reconnects(&self) -> u64;
+}
+
+impl Reconnects for blocking::Reconnecting {
+    fn subscribe(&mut self, tags: &[&str]) {
+        blocking::Reconnecting::subscribe(self, tags).unwrap()
+    }
+    fn unsubscribe(&mut self, tags: &[&str]) {
+        blocking::Reconnecting::unsubscribe(self, tags).unwrap()
+    }
+    fn next_event(&mut self) -> Event {
+        blocking::Reconnecting::next_event(self).unwrap()
+    }
+    fn reconnects(&self) -> u64 {
+        blocking::Reconnecting::reconnects(self)
+    }
+}
+
+/// The async client's way to connect, over async-std's WebSocket sockets.
+struct AsyncStdWebSocket(String);
+
+impl Connect for AsyncStdWebSocket {
+    type Stream = async_std::net::TcpStream;
+
+    async fn connect(&mut self) -> Result<mist_client::Client<Self::Stream>, Error> {
+        let stream = async_std::net::TcpStream::connect(&self.0).await?;
+        let url = format!("ws://{}/subscribe/websocket", self.0);
+        mist_client::Client::websocket(stream, &url, None).await
+    }
+
+    async fn sleep(&mut self, wait: Duration) {
+        async_std::task::sleep(wait).await
+    }
+}
+
+impl Reconnects for Reconnecting<AsyncStdWebSocket> {
+    fn subscribe(&mut self, tags: &[&str]) {
+        async_std::task::block_on(Reconnecting::subscribe(self, tags)).unwrap()
+    }
+    fn unsubscribe(&mut self, tags: &[&str]) {
+        async_std::task::block_on(Reconnecting::unsubscribe(self, tags)).unwrap()
+    }
+    fn next_event(&mut self) -> Event {
+        async_std::task::block_on(Reconnecting::next_event(self)).unwrap()
+    }
+    fn reconnects(&self) -> u64 {
+        Reconnecting::reconnects(self)
+    }
+}
+
 #[test]
 fn a_reconnecting_client_comes_back_with_its_subscriptions() {
-    use mist_client::reconnecting::{Event, Reconnecting};
+    reconnect("tcp", |addr| {
+        Box::new(blocking::Reconnecting::connect(addr, None, &TlsOptions::default()).unwrap())
+    });
+}
+
+#[test]
+fn the_async_reconnecting_client_comes_back_over_websocket() {
+    reconnect("ws", |addr| {
+        let dial = AsyncStdWebSocket(addr.to_string());
+        Box::new(async_std::task::block_on(Reconnecting::connect(dial)).unwrap())
+    });
+}
+
+/// A client subscribes, its server goes away and another takes its port
+/// (a `scheme` listener): the client says it is back, subscribed again.
+fn reconnect(scheme: &str, connect: impl FnOnce(&str) -> Box<dyn Reconnects>) {
     let port = support::free_port();
-    let listener = format!("tcp://127.0.0.1:{port}");
+    let listener = format!("{scheme}://127.0.0.1:{port}");
     let addr = format!("127.0.0.1:{port}");
     // The server logs its port-0 listeners too: wait for this one.
     let listening = |addr: &str| {
@@ -222,30 +305,30 @@ fn a_reconnecting_client_comes_back_with_its_subscriptions() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let first = Server::start_with(&["--listeners", &listener]);
+    let args = ["--listeners", &listener];
+    let first = Server::start_with(&args);
     listening(&addr);
-    let mut client = Reconnecting::connect(&addr, None, &TlsOptions::default()).unwrap();
-    client.subscribe(&["a", "b"]).unwrap();
-    client.subscribe(&["c"]).unwrap();
-    client.unsubscribe(&["c"]).unwrap();
+    let mut client = connect(&addr);
+    client.subscribe(&["a", "b"]);
+    client.subscribe(&["c"]);
+    client.unsubscribe(&["c"]);
     drop(first);
-    let second = Server::start_with(&["--listeners", &listener]);
+    let second = Server::start_with(&args);
     listening(&addr);
-    match client.next_event().unwrap() {
+    match client.next_event() {
         Event::Reconnected { attempts } => assert!(attempts >= 1),
         other => panic!("{other:?}"),
     }
     assert_eq!(client.reconnects(), 1);
     // Subscribed again, to what it still wanted: a publish right away
     // arrives, and one for the set it left does not.
-    let mut publisher = blocking::Client::connect(&addr, None).unwrap();
+    let mut publisher = blocking::Client::connect(&second.addr, None).unwrap();
     publisher.publish(&["c"], "left").unwrap();
     publisher.publish(&["b", "a"], "back").unwrap();
-    match client.next_event().unwrap() {
+    match client.next_event() {
         Event::Message(m) => assert_eq!(m.data.as_deref(), Some("back")),
         other => panic!("{other:?}"),
     }
     let who = publisher.who().unwrap();
     assert_eq!(who.subscribers, 1, "{}", who.text);
-    drop(second);
 }

@@ -61,20 +61,7 @@ impl Client {
         token: Option<&str>,
         config: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Client, Error> {
-        let address = Address::parse(address)?;
-        let config = match (address.tls, config) {
-            (true, None) => TlsOptions {
-                tls: true,
-                ..TlsOptions::default()
-            }
-            .config()?,
-            (_, config) => config,
-        };
-        let stream = AllowStdIo::new(Stream::connect(address.host, config.as_ref())?);
-        let inner = match address.websocket {
-            Some(url) => block_on(crate::Client::websocket(stream, &url, token))?,
-            None => block_on(crate::Client::new(stream, token))?,
-        };
+        let inner = block_on(open(address, token, config))?;
         Ok(Client {
             inner,
             reply_timeout: None,
@@ -122,7 +109,7 @@ impl Client {
 
     /// See [`crate::Client::subscribe`].
     pub fn subscribe(&mut self, tags: &[&str]) -> Result<(), Error> {
-        self.call(|c: &mut Inner| block_on(c.subscribe(tags)))
+        self.call(|c: &mut Inner| block_on(c.subscribe(tags)).map(drop))
     }
 
     /// See [`crate::Client::unsubscribe`].
@@ -250,6 +237,97 @@ impl Client {
             .map_err(Error::Io)?;
         self.read_timeout = wait;
         Ok(())
+    }
+}
+
+/// A connection to `address` as [`Client::connect_with_config`] makes it.
+async fn open(
+    address: &str,
+    token: Option<&str>,
+    config: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Inner, Error> {
+    let address = Address::parse(address)?;
+    let config = match (address.tls, config) {
+        (true, None) => TlsOptions {
+            tls: true,
+            ..TlsOptions::default()
+        }
+        .config()?,
+        (_, config) => config,
+    };
+    let stream = AllowStdIo::new(Stream::connect(address.host, config.as_ref())?);
+    match address.websocket {
+        Some(url) => crate::Client::websocket(stream, &url, token).await,
+        None => crate::Client::new(stream, token).await,
+    }
+}
+
+/// A blocking client that reconnects: [`crate::reconnecting::Reconnecting`]
+/// over blocking sockets, with the same calls, each waiting for its answer.
+pub struct Reconnecting {
+    inner: crate::reconnecting::Reconnecting<Dial>,
+}
+
+impl Reconnecting {
+    /// Connects to `address` as [`Client::connect_with`] does (the first
+    /// time without retrying, so a wrong address or token shows at once).
+    pub fn connect(
+        address: &str,
+        token: Option<&str>,
+        tls: &TlsOptions,
+    ) -> Result<Reconnecting, Error> {
+        let dial = Dial {
+            address: address.to_string(),
+            token: token.map(str::to_string),
+            tls: tls.config()?,
+        };
+        let inner = block_on(crate::reconnecting::Reconnecting::connect(dial))?;
+        Ok(Reconnecting { inner })
+    }
+
+    /// See [`crate::reconnecting::Reconnecting::reconnects`].
+    pub fn reconnects(&self) -> u64 {
+        self.inner.reconnects()
+    }
+
+    /// See [`crate::reconnecting::Reconnecting::subscribe`].
+    pub fn subscribe(&mut self, tags: &[&str]) -> Result<(), Error> {
+        block_on(self.inner.subscribe(tags))
+    }
+
+    /// See [`crate::reconnecting::Reconnecting::unsubscribe`].
+    pub fn unsubscribe(&mut self, tags: &[&str]) -> Result<(), Error> {
+        block_on(self.inner.unsubscribe(tags))
+    }
+
+    /// See [`crate::reconnecting::Reconnecting::publish`].
+    pub fn publish(&mut self, tags: &[&str], data: &str) -> Result<(), Error> {
+        block_on(self.inner.publish(tags, data))
+    }
+
+    /// See [`crate::reconnecting::Reconnecting::next_event`].
+    pub fn next_event(&mut self) -> Result<crate::reconnecting::Event, Error> {
+        block_on(self.inner.next_event())
+    }
+}
+
+/// How the blocking [`Reconnecting`] connects: as [`Client`] does, waiting
+/// by sleeping the thread.
+struct Dial {
+    address: String,
+    token: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl crate::reconnecting::Connect for Dial {
+    type Stream = AllowStdIo<Stream>;
+
+    async fn connect(&mut self) -> Result<Inner, Error> {
+        open(&self.address, self.token.as_deref(), self.tls.clone()).await
+    }
+
+    async fn sleep(&mut self, wait: Duration) {
+        std::thread::sleep(wait)
     }
 }
 

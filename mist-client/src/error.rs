@@ -44,3 +44,9 @@ impl std::error::Error for Error {
         }
     }
 }
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}

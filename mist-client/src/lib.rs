@@ -11,7 +11,7 @@
 //! subscription is in place. Deliveries that arrive meanwhile wait for
 //! [`Client::next_message`]. [`reconnecting::Reconnecting`] connects again
 //! after a lost connection, with backoff and no limit, and makes its
-//! subscriptions again.
+//! subscriptions again ([`blocking::Reconnecting`] without a runtime).
 //!
 //! ```no_run
 //! use mist_client::blocking;
@@ -24,13 +24,26 @@
 //! ```
 //!
 //! Over an async runtime's socket (async-std here; smol's and tokio's, the
-//! latter through `tokio_util::compat`, work the same way):
+//! latter through `tokio_util::compat`, work the same way), `subscribe`
+//! gives a [`futures::Stream`] of the subscription's messages:
 //!
-//! ```ignore
+//! ```no_run
+//! use futures::StreamExt;
+//!
+//! # async_std::task::block_on(async {
 //! let stream = async_std::net::TcpStream::connect("127.0.0.1:1445").await?;
 //! let mut client = mist_client::Client::new(stream, None).await?;
-//! client.subscribe(&["news"]).await?;
-//! let message = client.next_message().await?;
+//! let mut news = client.subscribe(&["news"]).await?;
+//! while let Some(message) = news.next().await {
+//!     println!("{:?}", message?.data);
+//! }
+//! // Or a WebSocket endpoint, the token in the upgrade's header:
+//! let url = "ws://127.0.0.1:8888/subscribe/websocket";
+//! let stream = async_std::net::TcpStream::connect("127.0.0.1:8888").await?;
+//! let mut client = mist_client::Client::websocket(stream, url, Some("token")).await?;
+//! client.publish(&["news"], "over WebSocket").await?;
+//! # Ok::<(), mist_client::Error>(())
+//! # });
 //! ```
 
 pub mod blocking;
@@ -44,8 +57,11 @@ pub use mist_proto::Message;
 pub use tls::{Stream, TlsOptions};
 
 use futures::io::{AsyncRead, AsyncWrite};
+
 use mist_proto::{LineDecoder, ProtoError, Request};
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wire::{Got, Wire};
 
@@ -162,10 +178,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     /// Subscribes to messages carrying all of `tags`; returns once the
-    /// subscription is in place.
-    pub async fn subscribe(&mut self, tags: &[&str]) -> Result<(), Error> {
+    /// subscription is in place, with a [`futures::Stream`] of its messages (drop it
+    /// to send other commands; the subscription stays until
+    /// [`Client::unsubscribe`]).
+    pub async fn subscribe(&mut self, tags: &[&str]) -> Result<Subscription<'_, S>, Error> {
         self.confirm(Request::new("subscribe").tags(tags.iter().copied()))
-            .await
+            .await?;
+        Ok(Subscription {
+            client: self,
+            tags: tags.iter().map(|tag| tag.to_string()).collect(),
+        })
     }
 
     /// Ends the subscription to exactly `tags`.
@@ -249,10 +271,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// answers no command of this client's, such as tags taken away);
     /// waits for it.
     pub async fn next_message(&mut self) -> Result<Message, Error> {
-        if let Some(message) = self.messages.pop_front() {
-            return Ok(message);
-        }
-        self.read_frame().await
+        std::future::poll_fn(|cx| self.poll_message(cx)).await
     }
 
     /// Deliveries that arrived while waiting for replies, not yet taken.
@@ -361,22 +380,113 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// The next frame from the server.
     async fn read_frame(&mut self) -> Result<Message, Error> {
+        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    }
+
+    /// The next frame from the server, if one is there or can be read now.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
         loop {
             if let Some(frame) = self.frames.pop_front() {
-                return Ok(frame);
+                return Poll::Ready(Ok(frame));
             }
-            let bytes = match self.wire.read(&mut self.buf, &mut self.text).await? {
+            let got = match self.wire.poll_read(cx, &mut self.buf, &mut self.text) {
+                Poll::Ready(got) => got?,
+                Poll::Pending => return Poll::Pending,
+            };
+            let bytes = match got {
                 Got::Bytes(n) => &self.buf[..n],
                 Got::Frame => &self.text[..],
-                Got::Closed => return Err(Error::Closed),
+                Got::Closed => return Poll::Ready(Err(Error::Closed)),
             };
             let mut decoded: Vec<Result<Message, ProtoError>> = Vec::new();
             self.decoder.decode(bytes, &mut decoded);
             for frame in decoded {
-                self.frames
-                    .push_back(frame.map_err(|e| Error::Protocol(e.to_string()))?);
+                let frame = frame.map_err(|e| Error::Protocol(e.to_string()));
+                self.frames.push_back(frame?);
             }
         }
+    }
+
+    /// The next delivery or notice, as [`Client::next_message`] gives it.
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
+        match self.messages.pop_front() {
+            Some(message) => Poll::Ready(Ok(message)),
+            None => self.poll_frame(cx),
+        }
+    }
+}
+
+/// The client is a stream of what [`Client::next_message`] gives, which
+/// ends when the server closes the connection.
+impl<S: AsyncRead + AsyncWrite + Unpin> futures::Stream for Client<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut().poll_message(cx) {
+            Poll::Ready(Err(Error::Closed)) => Poll::Ready(None),
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A subscription's messages: the deliveries whose tags include all of its
+/// tags, and the server's notices, from [`Client::subscribe`]; it ends when
+/// the server closes the connection. It borrows the client: drop it to send
+/// other commands. Deliveries for the connection's other subscriptions are
+/// set aside for [`Client::next_message`] (the oldest dropped beyond
+/// 65,536, as the server drops for a subscriber that falls behind).
+pub struct Subscription<'a, S> {
+    client: &'a mut Client<S>,
+    tags: Vec<String>,
+}
+
+/// Deliveries a [`Subscription`] sets aside at most.
+const SET_ASIDE: usize = 65_536;
+
+impl<S> Subscription<'_, S> {
+    /// The subscription's tags.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures::Stream for Subscription<'_, S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        // Deliveries that came during the subscribe are the stream's first.
+        if let Some(at) = this.client.messages.iter().position(|m| this.wanted(m)) {
+            return Poll::Ready(this.client.messages.remove(at).map(Ok));
+        }
+        loop {
+            let frame = match this.client.poll_frame(cx) {
+                Poll::Ready(Ok(frame)) => frame,
+                Poll::Ready(Err(Error::Closed)) => return Poll::Ready(None),
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => return Poll::Pending,
+            };
+            if this.wanted(&frame) {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if this.client.messages.len() >= SET_ASIDE {
+                this.client.messages.pop_front();
+            }
+            this.client.messages.push_back(frame);
+        }
+    }
+}
+
+impl<S> Subscription<'_, S> {
+    /// Whether `frame` is this subscription's: a delivery carrying all of
+    /// its tags, or a notice.
+    fn wanted(&self, frame: &Message) -> bool {
+        if !is_delivery(frame) {
+            return frame.error.is_some();
+        }
+        let tags = frame.tags.as_deref().unwrap_or_default();
+        self.tags.iter().all(|tag| tags.contains(tag))
     }
 }
 
@@ -443,7 +553,7 @@ mod tests {
             r#"{"command":"ping","data":"pong"}"#,
             "\n",
         ));
-        block_on(client.subscribe(&["a"])).unwrap();
+        drop(block_on(client.subscribe(&["a"])).unwrap());
         let sent = String::from_utf8(client.stream_ref().sent.clone()).unwrap();
         assert_eq!(sent.lines().count(), 2, "{sent}");
         assert!(sent.lines().nth(1).unwrap().contains("ping"));
@@ -453,6 +563,32 @@ mod tests {
             block_on(client.next_message()),
             Err(Error::Closed)
         ));
+    }
+
+    #[test]
+    fn a_subscription_streams_its_deliveries_and_sets_the_others_aside() {
+        use futures::StreamExt;
+        let mut client = client(concat!(
+            r#"{"command":"publish","tags":["b","a"],"data":"during"}"#,
+            "\n",
+            r#"{"command":"ping","data":"pong"}"#,
+            "\n",
+            r#"{"command":"publish","tags":["c"],"data":"another subscription's"}"#,
+            "\n",
+            r#"{"command":"publish","tags":["a","b","c"],"data":"after"}"#,
+            "\n",
+            r#"{"command":"","error":"tags taken away"}"#,
+            "\n",
+        ));
+        let mut subscription = block_on(client.subscribe(&["a", "b"])).unwrap();
+        let mut next = || block_on(subscription.next()).map(|m| m.unwrap());
+        let data = |m: Option<Message>| m.and_then(|m| m.data.or(m.error));
+        assert_eq!(data(next()).as_deref(), Some("during"));
+        assert_eq!(data(next()).as_deref(), Some("after"));
+        assert_eq!(data(next()).as_deref(), Some("tags taken away"), "a notice");
+        assert!(next().is_none(), "the stream ends with the connection");
+        let aside = block_on(client.next_message()).unwrap();
+        assert_eq!(aside.data.as_deref(), Some("another subscription's"));
     }
 
     #[test]
@@ -467,7 +603,7 @@ mod tests {
             r#"{"command":"who","data":"3 connections, 1 subscriber","connections":3,"subscribers":1}"#,
             "\n",
         ));
-        match block_on(client.subscribe(&["a"])) {
+        match block_on(client.subscribe(&["a"])).map(|s| s.tags().to_vec()) {
             Err(Error::Server { command, message }) => {
                 assert_eq!(
                     (command.as_str(), message.as_str()),

@@ -14,6 +14,7 @@ use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+use tungstenite::error::ProtocolError;
 use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::protocol::WebSocketConfig;
@@ -121,32 +122,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 
     /// Reads what the server sent next into `buf`, or the text of its
     /// next frame into `text` (a WebSocket frame may be larger than `buf`).
-    pub(crate) async fn read(&mut self, buf: &mut [u8], text: &mut Vec<u8>) -> Result<Got, Error> {
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        text: &mut Vec<u8>,
+    ) -> Poll<Result<Got, Error>> {
         match self {
-            Wire::Lines(stream) => {
-                let n = futures::io::AsyncReadExt::read(stream, buf)
-                    .await
-                    .map_err(Error::Io)?;
-                Ok(if n == 0 { Got::Closed } else { Got::Bytes(n) })
-            }
+            Wire::Lines(stream) => match Pin::new(stream).poll_read(cx, buf) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Ok(Got::Closed)),
+                Poll::Ready(Ok(n)) => Poll::Ready(Ok(Got::Bytes(n))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(Error::Io(e))),
+                Poll::Pending => Poll::Pending,
+            },
             Wire::WebSocket(socket) => loop {
-                let message = match drive(socket, |ws| ws.read()).await {
-                    Err(Error::Closed) => return Ok(Got::Closed),
-                    other => other?,
+                let message = match poll_drive(socket, cx, |ws| ws.read()) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(Error::Closed)) => return Poll::Ready(Ok(Got::Closed)),
+                    Poll::Ready(other) => other?,
                 };
                 match message {
                     WsMessage::Text(frame) => {
                         text.clear();
                         text.extend_from_slice(frame.as_bytes());
                         text.push(b'\n');
-                        return Ok(Got::Frame);
+                        return Poll::Ready(Ok(Got::Frame));
                     }
                     WsMessage::Binary(_) => {
-                        return Err(Error::Protocol(
+                        return Poll::Ready(Err(Error::Protocol(
                             "a binary WebSocket frame (mist sends text)".into(),
-                        ))
+                        )))
                     }
-                    WsMessage::Close(_) => return Ok(Got::Closed),
+                    WsMessage::Close(_) => return Poll::Ready(Ok(Got::Closed)),
                     // tungstenite answers pings itself.
                     WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {}
                 }
@@ -247,28 +254,41 @@ async fn drive<S, T>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    poll_fn(|cx| {
-        let bridge = socket.get_mut();
+    poll_fn(|cx| poll_drive(socket, cx, &mut op)).await
+}
+
+/// Runs `op` on the socket once, with `cx`'s waker lent to the stream.
+fn poll_drive<S, T>(
+    socket: &mut WebSocket<Bridge<S>>,
+    cx: &mut Context<'_>,
+    op: impl FnOnce(&mut WebSocket<Bridge<S>>) -> Result<T, WsError>,
+) -> Poll<Result<T, Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let bridge = socket.get_mut();
+    if !bridge.waker.will_wake(cx.waker()) {
         bridge.waker = cx.waker().clone();
-        bridge.pending = false;
-        match op(socket) {
-            Ok(value) => Poll::Ready(Ok(value)),
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                if socket.get_ref().pending {
-                    Poll::Pending
-                } else {
-                    // The stream itself said so: a blocking socket's timeout.
-                    Poll::Ready(Err(Error::Io(e)))
-                }
+    }
+    bridge.pending = false;
+    match op(socket) {
+        Ok(value) => Poll::Ready(Ok(value)),
+        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+            if socket.get_ref().pending {
+                Poll::Pending
+            } else {
+                // The stream itself said so: a blocking socket's timeout.
+                Poll::Ready(Err(Error::Io(e)))
             }
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                Poll::Ready(Err(Error::Closed))
-            }
-            Err(WsError::Io(e)) => Poll::Ready(Err(Error::Io(e))),
-            Err(e) => Poll::Ready(Err(Error::Protocol(format!("WebSocket: {e}")))),
         }
-    })
-    .await
+        Err(
+            WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+        ) => Poll::Ready(Err(Error::Closed)),
+        Err(WsError::Io(e)) => Poll::Ready(Err(Error::Io(e))),
+        Err(e) => Poll::Ready(Err(Error::Protocol(format!("WebSocket: {e}")))),
+    }
 }
 
 /// An async stream lent to tungstenite as a `std::io` one: a poll that is

@@ -50,9 +50,10 @@ client_command! {
         /// of the same broker, to measure delivery across nodes
         #[argh(option)]
         subscribe_host: Option<String>,
-        /// fan-out through mist-client as an application would: the
-        /// publisher queues each message with it, and subscribers decode
-        /// every message (instead of pre-encoded batches and counted lines)
+        /// fan-out and pairs through mist-client as an application would:
+        /// publishers queue each message with it, and subscribers decode
+        /// every message (instead of pre-encoded batches and counted
+        /// lines); always so over WebSocket, which has no lines to count
         #[argh(switch)]
         decode: bool,
     }
@@ -98,27 +99,13 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
         let decode = cmd.decode;
         subscribers.push(thread::spawn(move || {
             start_line.wait();
-            if decode {
-                count_messages(conn, expected, &published)
-            } else {
-                count_lines(conn, expected, &published)
-            }
+            receive(conn, expected, &published, decode)
         }));
     }
     let mut publisher = endpoint.open()?;
     start_line.wait();
     let start = Instant::now();
-    if cmd.decode {
-        let data = "x".repeat(cmd.size);
-        for _ in 0..cmd.msgs {
-            publisher
-                .queue_publish(&[tag.as_str()], &data)
-                .map_err(failure)?;
-        }
-        publisher.ping().map_err(failure)?;
-    } else {
-        publish_all(&mut publisher, &tag, cmd.msgs, cmd.size)?;
-    }
+    publish_all(&mut publisher, &tag, cmd.msgs, cmd.size, cmd.decode)?;
     let publish_time = start.elapsed();
     published.store(true, Ordering::Release);
     let place = match &cmd.subscribe_host {
@@ -140,12 +127,23 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
 
 /// Publishes `msgs` messages of `size` bytes on `tag`, many lines per
 /// write, and waits until the server applied them all.
+/// Publishes `msgs` messages of `size` bytes on `tag`: queued one by one
+/// through mist-client when `decode`, or as pre-encoded batches.
 fn publish_all(
     publisher: &mut Connection,
     tag: &str,
     msgs: u64,
     size: usize,
+    decode: bool,
 ) -> Result<(), Failure> {
+    if decode || publisher.is_websocket() {
+        let data = "x".repeat(size);
+        for _ in 0..msgs {
+            publisher.queue_publish(&[tag], &data).map_err(failure)?;
+        }
+        publisher.ping().map_err(failure)?;
+        return Ok(());
+    }
     let line = Request::new("publish")
         .tags([tag])
         .data("x".repeat(size))
@@ -176,16 +174,17 @@ fn pairs(cmd: &Bench) -> Result<(), Failure> {
         let mut conn = endpoint.open()?;
         conn.subscribe(&[tag.as_str()]).map_err(failure)?;
         let (line, done, expected) = (start_line.clone(), published.clone(), cmd.msgs);
+        let decode = cmd.decode;
         subscribers.push(thread::spawn(move || {
             line.wait();
-            count_lines(conn, expected, &done)
+            receive(conn, expected, &done, decode)
         }));
         let mut publisher = endpoint.open()?;
         let line = start_line.clone();
-        let (msgs, size) = (cmd.msgs, cmd.size);
+        let (msgs, size, decode) = (cmd.msgs, cmd.size, cmd.decode);
         publishers.push(thread::spawn(move || {
             line.wait();
-            publish_all(&mut publisher, &tag, msgs, size)
+            publish_all(&mut publisher, &tag, msgs, size, decode)
         }));
     }
     start_line.wait();
@@ -240,6 +239,21 @@ fn report_deliveries(
         expected
     );
     Ok(())
+}
+
+/// Counts what a subscriber receives: messages decoded by mist-client when
+/// `decode` (or over WebSocket), lines otherwise.
+fn receive(
+    conn: Connection,
+    expected: u64,
+    published: &AtomicBool,
+    decode: bool,
+) -> Result<Received, Failure> {
+    if decode || conn.is_websocket() {
+        count_messages(conn, expected, published)
+    } else {
+        count_lines(conn, expected, published)
+    }
 }
 
 /// Counts messages decoded by mist-client until `expected` arrived, or

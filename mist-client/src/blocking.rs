@@ -159,18 +159,20 @@ impl Client {
 
     /// The next delivery or notice, waiting as long as it takes.
     pub fn next_message(&mut self) -> Result<Message, Error> {
-        if self.inner.buffered() == 0 {
-            self.set_read_timeout(None)?;
+        if let Some(message) = self.inner.next_buffered() {
+            return message;
         }
+        self.set_read_timeout(None)?;
         block_on(self.inner.next_message())
     }
 
     /// The next delivery or notice, or `None` if none comes within `wait`
     /// (a message partly read by then is kept for the next call).
     pub fn next_message_within(&mut self, wait: Duration) -> Result<Option<Message>, Error> {
-        if self.inner.buffered() == 0 {
-            self.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        if let Some(message) = self.inner.next_buffered() {
+            return message.map(Some);
         }
+        self.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
         match block_on(self.inner.next_message()) {
             Ok(message) => Ok(Some(message)),
             Err(Error::Io(e))

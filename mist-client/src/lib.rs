@@ -86,8 +86,8 @@ pub struct Client<S> {
     buf: Vec<u8>,
     /// The text of the last WebSocket frame read.
     text: Vec<u8>,
-    /// Frames read and not handed out yet.
-    frames: VecDeque<Message>,
+    /// Frames read and not handed out yet (or why one could not be read).
+    frames: VecDeque<Result<Message, ProtoError>>,
     /// Deliveries (and notices from the server) read while waiting for a
     /// reply, for [`Client::next_message`].
     messages: VecDeque<Message>,
@@ -274,6 +274,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         std::future::poll_fn(|cx| self.poll_message(cx)).await
     }
 
+    /// The next delivery or notice already read, without reading or
+    /// waiting: `None` when [`Client::next_message`] would have to read.
+    pub fn next_buffered(&mut self) -> Option<Result<Message, Error>> {
+        match self.messages.pop_front() {
+            Some(message) => Some(Ok(message)),
+            None => self
+                .frames
+                .pop_front()
+                .map(|frame| frame.map_err(|e| Error::Protocol(e.to_string()))),
+        }
+    }
+
     /// Deliveries that arrived while waiting for replies, not yet taken.
     pub fn queued_messages(&self) -> usize {
         self.messages.len()
@@ -387,7 +399,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
         loop {
             if let Some(frame) = self.frames.pop_front() {
-                return Poll::Ready(Ok(frame));
+                return Poll::Ready(frame.map_err(|e| Error::Protocol(e.to_string())));
             }
             let got = match self.wire.poll_read(cx, &mut self.buf, &mut self.text) {
                 Poll::Ready(got) => got?,
@@ -398,19 +410,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 Got::Frame => &self.text[..],
                 Got::Closed => return Poll::Ready(Err(Error::Closed)),
             };
-            let mut decoded: Vec<Result<Message, ProtoError>> = Vec::new();
-            self.decoder.decode(bytes, &mut decoded);
-            for frame in decoded {
-                let frame = frame.map_err(|e| Error::Protocol(e.to_string()));
-                self.frames.push_back(frame?);
-            }
+            self.decoder.decode(bytes, &mut self.frames);
         }
     }
 
     /// The next delivery or notice, as [`Client::next_message`] gives it.
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Message, Error>> {
-        match self.messages.pop_front() {
-            Some(message) => Poll::Ready(Ok(message)),
+        match self.next_buffered() {
+            Some(message) => Poll::Ready(message),
             None => self.poll_frame(cx),
         }
     }

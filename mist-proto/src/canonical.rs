@@ -37,6 +37,22 @@ fn plain(text: &[u8]) -> bool {
 /// `line` (without its line ending) as a request, if it is a canonical
 /// publish.
 pub(crate) fn publish(line: &[u8], frames: &mut Frames) -> Option<Request> {
+    let (tags, body) = scan(line)?;
+    let frame = frames.frame(line);
+    // The literal, quotes included: just before `body` to just after it.
+    let literal_end = line.len() - TAIL.len() + 1;
+    let literal = literal_end - body.len() - 2..literal_end;
+    Some(Request {
+        command: Command::Publish,
+        tags: Some(tags),
+        data: Some(Data::in_frame(frame, literal)),
+        canonical: true,
+    })
+}
+
+/// The tags of a canonical publish `line` and its data's text: the bytes
+/// between the data's quotes, which hold no escape.
+pub(crate) fn scan(line: &[u8]) -> Option<(Vec<String>, &str)> {
     let mut rest = line.strip_prefix(HEAD)?;
     // Everything around the tags and the data is ASCII, so checking those
     // pieces as UTF-8 (in `plain`) checks the whole line.
@@ -58,16 +74,7 @@ pub(crate) fn publish(line: &[u8], frames: &mut Frames) -> Option<Request> {
     if !plain(body) {
         return None;
     }
-    let frame = frames.frame(line);
-    // The literal, quotes included: just before `body` to just after it.
-    let literal_end = line.len() - TAIL.len() + 1;
-    let literal = literal_end - body.len() - 2..literal_end;
-    Some(Request {
-        command: Command::Publish,
-        tags: Some(tags),
-        data: Some(Data::in_frame(frame, literal)),
-        canonical: true,
-    })
+    Some((tags, std::str::from_utf8(body).ok()?))
 }
 
 #[cfg(test)]
@@ -149,6 +156,27 @@ mod tests {
                     fast.frame().unwrap(),
                     &encode::publish(slow.tags.as_ref().unwrap(), slow.data.as_ref())
                 );
+            }
+        }
+
+        /// A client reading a delivery by the scanner gets what serde
+        /// reads, whatever the tags and data (the scanner takes only the
+        /// lines without escapes).
+        #[test]
+        fn a_delivery_scanned_is_what_serde_reads(
+            tags in prop::collection::vec(".{0,12}", 1..4),
+            data in ".{0,40}",
+        ) {
+            let line = Request::new("publish").tags(tags).data(data).to_line();
+            let line = &line[..line.len() - 1];
+            let scanned = <crate::Message as crate::FromLine>::from_canonical(
+                line,
+                &mut Frames::default(),
+            );
+            let slow: crate::Message = serde_json::from_slice(line).unwrap();
+            prop_assert_eq!(scanned.is_some(), publish(line, &mut Frames::default()).is_some());
+            if let Some(fast) = scanned {
+                prop_assert_eq!(fast, slow);
             }
         }
     }

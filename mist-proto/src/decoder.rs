@@ -91,7 +91,7 @@ impl LineDecoder {
     }
 
     /// Ends first-line mode and decodes whatever was held behind the first line.
-    pub fn release<T: FromLine>(&mut self, out: &mut Vec<Result<T, ProtoError>>) {
+    pub fn release<T: FromLine>(&mut self, out: &mut impl Decoded<T>) {
         if self.first.take().is_none() {
             return;
         }
@@ -111,7 +111,7 @@ impl LineDecoder {
 
     /// Decodes every line that `chunk` completes, appending one item per line
     /// to `out` (only the first line in first-line mode).
-    pub fn decode<T: FromLine>(&mut self, chunk: &[u8], out: &mut Vec<Result<T, ProtoError>>) {
+    pub fn decode<T: FromLine>(&mut self, chunk: &[u8], out: &mut impl Decoded<T>) {
         if let Some(first) = self.first {
             if first.done {
                 self.held.extend_from_slice(chunk);
@@ -123,11 +123,7 @@ impl LineDecoder {
         self.decode_lines(chunk, out);
     }
 
-    fn decode_lines<T: FromLine>(
-        &mut self,
-        mut chunk: &[u8],
-        out: &mut Vec<Result<T, ProtoError>>,
-    ) {
+    fn decode_lines<T: FromLine>(&mut self, mut chunk: &[u8], out: &mut impl Decoded<T>) {
         let mut frames = Frames::default();
         while !chunk.is_empty() {
             // The frames of this read share one allocation.
@@ -159,12 +155,7 @@ impl LineDecoder {
 
     /// First-line mode: decodes up to the first non-blank line with `limit`
     /// and holds the rest of `chunk`.
-    fn decode_first<T: FromLine>(
-        &mut self,
-        limit: usize,
-        chunk: &[u8],
-        out: &mut Vec<Result<T, ProtoError>>,
-    ) {
+    fn decode_first<T: FromLine>(&mut self, limit: usize, chunk: &[u8], out: &mut impl Decoded<T>) {
         let before = out.len();
         let full_limit = std::mem::replace(&mut self.max_line, limit);
         let mut rest = chunk;
@@ -183,7 +174,7 @@ impl LineDecoder {
     }
 
     /// Keeps the unterminated tail of a chunk, or starts discarding if it is too long.
-    fn hold<T>(&mut self, tail: &[u8], out: &mut Vec<Result<T, ProtoError>>) {
+    fn hold<T>(&mut self, tail: &[u8], out: &mut impl Decoded<T>) {
         if self.discarding {
             return;
         }
@@ -200,6 +191,37 @@ impl LineDecoder {
         ProtoError::LineTooLong {
             limit: self.max_line,
         }
+    }
+}
+
+/// Where a [`LineDecoder`] puts what it decodes: a `Vec`, or a `VecDeque`
+/// for a reader that takes items from the front.
+pub trait Decoded<T> {
+    /// Appends one line's item.
+    fn push(&mut self, item: Result<T, ProtoError>);
+    /// Items held.
+    fn len(&self) -> usize;
+    /// Whether it holds none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T> Decoded<T> for Vec<Result<T, ProtoError>> {
+    fn push(&mut self, item: Result<T, ProtoError>) {
+        Vec::push(self, item)
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+impl<T> Decoded<T> for std::collections::VecDeque<Result<T, ProtoError>> {
+    fn push(&mut self, item: Result<T, ProtoError>) {
+        self.push_back(item)
+    }
+    fn len(&self) -> usize {
+        std::collections::VecDeque::len(self)
     }
 }
 
@@ -252,12 +274,13 @@ impl Frames {
 impl FromLine for crate::Message {
     /// A delivery as the server writes it, read by the publish scanner:
     /// a client decodes a great many of them.
-    fn from_canonical(line: &[u8], frames: &mut Frames) -> Option<Self> {
-        let request = crate::canonical::publish(line, frames)?;
+    fn from_canonical(line: &[u8], _frames: &mut Frames) -> Option<Self> {
+        // The text is the literal's inside: it has no escape to undo.
+        let (tags, text) = crate::canonical::scan(line)?;
         Some(crate::Message {
             command: "publish".to_string(),
-            tags: request.tags,
-            data: request.data.map(|data| data.to_text()),
+            tags: Some(tags),
+            data: Some(text.to_owned()),
             subscriptions: None,
             connections: None,
             subscribers: None,
@@ -268,7 +291,7 @@ impl FromLine for crate::Message {
 
 impl FromLine for crate::Publication {}
 
-fn push_line<T: FromLine>(line: &[u8], frames: &mut Frames, out: &mut Vec<Result<T, ProtoError>>) {
+fn push_line<T: FromLine>(line: &[u8], frames: &mut Frames, out: &mut impl Decoded<T>) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if let Some(fast) = T::from_canonical(line, frames) {
         out.push(Ok(fast));

@@ -36,6 +36,6 @@ pub mod encode;
 mod error;
 mod message;
 
-pub use decoder::{decode_document, Frames, FromLine, LineDecoder, DEFAULT_MAX_LINE};
+pub use decoder::{decode_document, Decoded, Frames, FromLine, LineDecoder, DEFAULT_MAX_LINE};
 pub use error::ProtoError;
 pub use message::{Command, Data, Message, Publication, Request};

@@ -19,7 +19,7 @@ use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
 use bytes::Bytes;
 use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncWrite};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use mist_engine::{Batch, Credentials};
 use mist_proto::{LineDecoder, ProtoError, Request};
 use std::io;
@@ -239,48 +239,76 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> WsInbound<S, R> {
     }
 }
 
+/// Frames that one receive takes at most, when they are there already.
+const FRAMES_PER_RECEIVE: usize = 1024;
+
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, R: Runtime> Inbound for WsInbound<S, R> {
+    /// Decodes the client's next frame, and the frames that arrived with
+    /// it (up to [`DECODE_STEP`] bytes and [`FRAMES_PER_RECEIVE`] frames):
+    /// one frame holds one message, so a publisher's burst is applied as a
+    /// batch and its deliveries written together, as the line protocol's
+    /// reads are.
     async fn receive(
         &mut self,
         decoder: &mut LineDecoder,
         out: &mut Vec<Result<Request, ProtoError>>,
     ) -> io::Result<bool> {
-        if let Some((text, at)) = self.frame.take() {
-            let end = (at + DECODE_STEP).min(text.len());
-            decoder.decode(&text.as_bytes()[at..end], out);
-            if end < text.len() {
-                self.frame = Some((text, end));
-            } else {
+        let mut budget = DECODE_STEP;
+        // Whether this receive has input in hand, so must not wait.
+        let mut holding = false;
+        for taken in 0..=FRAMES_PER_RECEIVE {
+            if let Some((text, at)) = self.frame.take() {
+                holding = true;
+                let end = (at + budget).min(text.len());
+                decoder.decode(&text.as_bytes()[at..end], out);
+                budget -= end - at;
+                if end < text.len() {
+                    self.frame = Some((text, end));
+                    return Ok(true);
+                }
                 // A frame ends its last message, newline or not.
                 decoder.decode(b"\n", out);
             }
-            return Ok(true);
+            if budget == 0 || taken == FRAMES_PER_RECEIVE {
+                break;
+            }
+            let message = if !holding {
+                match self.next().await? {
+                    Some(message) => message,
+                    None => return Ok(false),
+                }
+            } else {
+                // Only what is there already: never wait with a batch in hand.
+                match self.stream.next().now_or_never() {
+                    Some(Some(message)) => {
+                        if self.pinger.is_some() {
+                            self.last_heard = Instant::now();
+                        }
+                        message
+                    }
+                    Some(None) => return Ok(false),
+                    None => break,
+                }
+            };
+            holding = true;
+            match message {
+                Ok(Message::Text(text)) => self.frame = Some((text, 0)),
+                Ok(Message::Binary(_)) => out.push(Err(ProtoError::BinaryFrame)),
+                // Pings are answered by the WebSocket layer itself.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Close(_)) => return Ok(false),
+                Err(WsError::Capacity(_)) => {
+                    // The stream cannot be resynchronised after an oversized
+                    // frame: answer it, then close.
+                    out.push(Err(ProtoError::LineTooLong {
+                        limit: decoder.max_line(),
+                    }));
+                    return Ok(false);
+                }
+                Err(e) => return disconnected(e).map(|()| false),
+            }
         }
-        let Some(message) = self.next().await? else {
-            return Ok(false);
-        };
-        match message {
-            Ok(Message::Text(text)) => {
-                self.frame = Some((text, 0));
-                Ok(true)
-            }
-            Ok(Message::Binary(_)) => {
-                out.push(Err(ProtoError::BinaryFrame));
-                Ok(true)
-            }
-            // Pings are answered by the WebSocket layer itself.
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Ok(true),
-            Ok(Message::Close(_)) => Ok(false),
-            Err(WsError::Capacity(_)) => {
-                // The stream cannot be resynchronised after an oversized
-                // frame: answer it, then close.
-                out.push(Err(ProtoError::LineTooLong {
-                    limit: decoder.max_line(),
-                }));
-                Ok(false)
-            }
-            Err(e) => disconnected(e).map(|()| false),
-        }
+        Ok(true)
     }
 }
 
@@ -355,5 +383,94 @@ fn into_io(e: WsError) -> io::Error {
     match e {
         WsError::Io(io) => io,
         other => io::Error::other(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_tungstenite::tungstenite::protocol::WebSocket;
+    use futures::executor::block_on;
+
+    /// A runtime for a test that needs none: no pinger, no sockets.
+    #[derive(Clone)]
+    struct NoRuntime;
+
+    impl Runtime for NoRuntime {
+        type Listener = ();
+        type Stream = futures::io::Cursor<Vec<u8>>;
+        fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, _: F) {
+            unreachable!("nothing is spawned")
+        }
+        fn sleep(&self, _: Duration) -> impl std::future::Future<Output = ()> + Send {
+            futures::future::pending()
+        }
+        fn listener(&self, _: std::net::TcpListener) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        #[allow(clippy::manual_async_fn)]
+        fn accept(
+            _: &(),
+        ) -> impl std::future::Future<Output = io::Result<(Self::Stream, std::net::SocketAddr)>> + Send
+        {
+            async { Err(io::ErrorKind::Unsupported.into()) }
+        }
+    }
+
+    /// What a client sent, frame by frame, as the server reads it.
+    fn inbound(texts: &[String]) -> WsInbound<futures::io::Cursor<Vec<u8>>, NoRuntime> {
+        let mut client =
+            WebSocket::from_raw_socket(std::io::Cursor::new(Vec::new()), Role::Client, None);
+        for text in texts {
+            client.send(Message::text(text.as_str())).unwrap();
+        }
+        client.close(None).unwrap();
+        client.flush().unwrap();
+        let wire = client.get_ref().get_ref().clone();
+        let socket = block_on(WebSocketStream::from_raw_socket(
+            futures::io::Cursor::new(wire),
+            Role::Server,
+            None,
+        ));
+        WsInbound {
+            stream: socket.split().1,
+            pinger: None,
+            last_heard: Instant::now(),
+            frame: None,
+        }
+    }
+
+    fn publish(data: &str) -> String {
+        String::from_utf8(Request::new("publish").tags(["t"]).data(data).to_line()).unwrap()
+    }
+
+    #[test]
+    fn frames_that_arrived_together_are_decoded_together() {
+        let burst: Vec<String> = (0..10).map(|i| publish(&i.to_string())).collect();
+        let mut inbound = inbound(&burst);
+        let mut decoder = LineDecoder::new(1 << 20);
+        let mut out = Vec::new();
+        let open = block_on(inbound.receive(&mut decoder, &mut out)).unwrap();
+        assert_eq!(out.len(), 10, "one receive, the whole burst");
+        assert!(!open, "and the close behind it");
+    }
+
+    #[test]
+    fn a_receive_takes_no_more_than_its_step() {
+        let big = publish(&"x".repeat(DECODE_STEP * 2 / 3));
+        let mut inbound = inbound(&[big.clone(), big.clone(), big]);
+        let mut decoder = LineDecoder::new(1 << 20);
+        let mut taken = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            let open = block_on(inbound.receive(&mut decoder, &mut out)).unwrap();
+            taken.push(out.len());
+            if !open {
+                break;
+            }
+        }
+        // The first frame and a third of the second, then the rest of the
+        // second and a third of the third, then what is left and the close.
+        assert_eq!(taken, [1, 1, 1], "{taken:?}");
     }
 }

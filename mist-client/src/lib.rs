@@ -155,10 +155,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// publisher that sends many messages; a refusal arrives later, as a
     /// message from [`Client::next_message`].
     pub async fn queue_publish(&mut self, tags: &[&str], data: &str) -> Result<(), Error> {
-        let request = Request::new("publish")
-            .tags(tags.iter().copied())
-            .data(data);
-        self.out.extend_from_slice(&request.to_line());
+        mist_proto::encode::publish_request(&mut self.out, tags, data);
         if self.out.len() >= QUEUE_BYTES {
             self.flush().await?;
         }

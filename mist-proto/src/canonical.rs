@@ -159,6 +159,19 @@ mod tests {
             }
         }
 
+        /// A client's publish written without a request is the request's line.
+        #[test]
+        fn a_publish_written_directly_is_the_requests_line(
+            tags in prop::collection::vec(".{0,12}", 0..4),
+            data in ".{0,40}",
+        ) {
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            let mut direct = Vec::new();
+            encode::publish_request(&mut direct, &tags, &data);
+            let request = Request::new("publish").tags(tags.iter().copied()).data(&data);
+            prop_assert_eq!(direct, request.to_line());
+        }
+
         /// A client reading a delivery by the scanner gets what serde
         /// reads, whatever the tags and data (the scanner takes only the
         /// lines without escapes).

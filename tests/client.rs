@@ -142,47 +142,68 @@ fn a_refusal_is_an_error_in_the_servers_words() {
 }
 
 #[test]
-fn the_async_client_runs_over_an_async_runtimes_socket() {
+fn the_async_client_runs_over_async_std_sockets() {
     let server = Server::start_on("smol", &[]);
-    async_std::task::block_on(async {
-        let stream = async_std::net::TcpStream::connect(&server.addr)
-            .await
-            .unwrap();
-        let mut subscriber = mist_client::Client::new(stream, None).await.unwrap();
-        subscriber.subscribe(&["c"]).await.unwrap();
-        let mut subscription = subscriber.subscribe(&["a"]).await.unwrap();
-        let stream = async_std::net::TcpStream::connect(&server.addr)
-            .await
-            .unwrap();
-        let mut publisher = mist_client::Client::new(stream, None).await.unwrap();
-        publisher.publish(&["a", "b"], "async").await.unwrap();
-        publisher
-            .publish(&["c"], "the other subscription's")
-            .await
-            .unwrap();
-        publisher.publish(&["b", "a"], "second").await.unwrap();
-        let message = subscription.next().await.unwrap().unwrap();
-        assert_eq!(message.tags, Some(vec!["a".to_string(), "b".to_string()]));
-        assert_eq!(message.data.as_deref(), Some("async"));
-        let message = subscription.next().await.unwrap().unwrap();
-        assert_eq!(message.data.as_deref(), Some("second"));
-        // What the stream passed over waits for next_message.
-        let aside = subscriber.next_message().await.unwrap();
-        assert_eq!(aside.data.as_deref(), Some("the other subscription's"));
-        // And over WebSocket, on the same runtime.
-        let stream = async_std::net::TcpStream::connect(&server.listeners["ws"])
-            .await
-            .unwrap();
-        let url = format!("ws://{}/subscribe/websocket", server.listeners["ws"]);
-        let mut over_ws = mist_client::Client::websocket(stream, &url, None)
-            .await
-            .unwrap();
-        over_ws.subscribe(&["b"]).await.unwrap();
-        publisher.publish(&["b"], "to the socket").await.unwrap();
-        let message = over_ws.next_message().await.unwrap();
-        assert_eq!(message.data.as_deref(), Some("to the socket"));
-        over_ws.close().await.unwrap();
-    });
+    async_std::task::block_on(async_session(&server, async_std::net::TcpStream::connect));
+}
+
+#[test]
+fn the_async_client_runs_over_smol_sockets() {
+    let server = Server::start_on("async-std", &[]);
+    smol::block_on(async_session(&server, smol::net::TcpStream::connect));
+}
+
+#[test]
+fn the_async_client_runs_over_tokio_sockets_through_compat() {
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+    let server = Server::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    runtime.block_on(async_session(&server, |addr| async move {
+        Ok(tokio::net::TcpStream::connect(addr).await?.compat())
+    }));
+}
+
+/// Subscriptions as streams, the client as a stream of what they passed
+/// over, and WebSocket, over sockets that `connect` opens.
+async fn async_session<S, F>(server: &Server, connect: impl Fn(String) -> F)
+where
+    S: futures::io::AsyncRead + futures::io::AsyncWrite + Unpin,
+    F: std::future::Future<Output = std::io::Result<S>>,
+{
+    let stream = connect(server.addr.clone()).await.unwrap();
+    let mut subscriber = mist_client::Client::new(stream, None).await.unwrap();
+    subscriber.subscribe(&["c"]).await.unwrap();
+    let mut subscription = subscriber.subscribe(&["a"]).await.unwrap();
+    let stream = connect(server.addr.clone()).await.unwrap();
+    let mut publisher = mist_client::Client::new(stream, None).await.unwrap();
+    publisher.publish(&["a", "b"], "async").await.unwrap();
+    publisher
+        .publish(&["c"], "the other subscription's")
+        .await
+        .unwrap();
+    publisher.publish(&["b", "a"], "second").await.unwrap();
+    let message = subscription.next().await.unwrap().unwrap();
+    assert_eq!(message.tags, Some(vec!["a".to_string(), "b".to_string()]));
+    assert_eq!(message.data.as_deref(), Some("async"));
+    let message = subscription.next().await.unwrap().unwrap();
+    assert_eq!(message.data.as_deref(), Some("second"));
+    // What the stream passed over waits for next_message.
+    let aside = subscriber.next_message().await.unwrap();
+    assert_eq!(aside.data.as_deref(), Some("the other subscription's"));
+    // And over WebSocket, on the same runtime.
+    let stream = connect(server.listeners["ws"].clone()).await.unwrap();
+    let url = format!("ws://{}/subscribe/websocket", server.listeners["ws"]);
+    let mut over_ws = mist_client::Client::websocket(stream, &url, None)
+        .await
+        .unwrap();
+    over_ws.subscribe(&["b"]).await.unwrap();
+    publisher.publish(&["b"], "to the socket").await.unwrap();
+    let message = over_ws.next_message().await.unwrap();
+    assert_eq!(message.data.as_deref(), Some("to the socket"));
+    over_ws.close().await.unwrap();
 }
 
 #[test]

@@ -93,7 +93,14 @@ pub struct Client<S> {
     messages: VecDeque<Message>,
     /// Publishes queued by [`Client::queue_publish`], not written yet.
     out: Vec<u8>,
+    /// Messages set aside and dropped, the oldest first, for want of room.
+    dropped: u64,
 }
+
+/// Messages set aside for [`Client::next_message`] at most: past this the
+/// oldest are dropped, as the server drops for a subscriber that falls
+/// behind, so a program that only sends commands keeps bounded memory.
+pub const SET_ASIDE: usize = 65_536;
 
 /// Queued publishes are written once they reach this many bytes.
 const QUEUE_BYTES: usize = 64 * 1024;
@@ -129,6 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             frames: VecDeque::new(),
             messages: VecDeque::new(),
             out: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -283,6 +291,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Messages dropped because [`SET_ASIDE`] were waiting for
+    /// [`Client::next_message`] already.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Keeps `frame` for [`Client::next_message`], within [`SET_ASIDE`].
+    fn set_aside(&mut self, frame: Message) {
+        if self.messages.len() >= SET_ASIDE {
+            self.messages.pop_front();
+            self.dropped += 1;
+        }
+        self.messages.push_back(frame);
+    }
+
     /// Deliveries that arrived while waiting for replies, not yet taken.
     pub fn queued_messages(&self) -> usize {
         self.messages.len()
@@ -349,7 +372,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     }
                     return self.finish_confirm(failure).await;
                 }
-                _ => self.messages.push_back(frame),
+                _ => self.set_aside(frame),
             }
         }
         Ok(())
@@ -362,7 +385,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             if frame.command == "ping" && frame.error.is_none() {
                 return failure.map_or(Ok(()), Err);
             }
-            self.messages.push_back(frame);
+            self.set_aside(frame);
         }
     }
 
@@ -379,7 +402,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     None => Ok(frame),
                 };
             }
-            self.messages.push_back(frame);
+            self.set_aside(frame);
         }
     }
 
@@ -438,15 +461,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures::Stream for Client<S> {
 /// tags, and the server's notices, from [`Client::subscribe`]; it ends when
 /// the server closes the connection. It borrows the client: drop it to send
 /// other commands. Deliveries for the connection's other subscriptions are
-/// set aside for [`Client::next_message`] (the oldest dropped beyond
-/// 65,536, as the server drops for a subscriber that falls behind).
+/// set aside for [`Client::next_message`].
 pub struct Subscription<'a, S> {
     client: &'a mut Client<S>,
     tags: Vec<String>,
 }
-
-/// Deliveries a [`Subscription`] sets aside at most.
-const SET_ASIDE: usize = 65_536;
 
 impl<S> Subscription<'_, S> {
     /// The subscription's tags.
@@ -474,10 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures::Stream for Subscription<'_, S> 
             if this.wanted(&frame) {
                 return Poll::Ready(Some(Ok(frame)));
             }
-            if this.client.messages.len() >= SET_ASIDE {
-                this.client.messages.pop_front();
-            }
-            this.client.messages.push_back(frame);
+            this.client.set_aside(frame);
         }
     }
 }
@@ -593,6 +609,23 @@ mod tests {
         assert!(next().is_none(), "the stream ends with the connection");
         let aside = block_on(client.next_message()).unwrap();
         assert_eq!(aside.data.as_deref(), Some("another subscription's"));
+    }
+
+    #[test]
+    fn messages_nobody_takes_are_bounded_and_the_oldest_go() {
+        let mut said = String::new();
+        for i in 0..SET_ASIDE + 5 {
+            said.push_str(&format!(
+                "{{\"command\":\"publish\",\"tags\":[\"a\"],\"data\":\"{i}\"}}\n"
+            ));
+        }
+        said.push_str("{\"command\":\"ping\",\"data\":\"pong\"}\n");
+        let mut client = client(&said);
+        block_on(client.ping()).unwrap();
+        assert_eq!(client.queued_messages(), SET_ASIDE);
+        assert_eq!(client.dropped(), 5);
+        let oldest = block_on(client.next_message()).unwrap();
+        assert_eq!(oldest.data.as_deref(), Some("5"));
     }
 
     #[test]

@@ -106,10 +106,34 @@ pub fn publish(tags: &[String], data: Option<&Data>) -> Bytes {
 /// ```
 pub fn publish_request(out: &mut Vec<u8>, tags: &[&str], data: &str) {
     out.extend_from_slice(PUBLISH_HEAD);
-    serde_json::to_writer(&mut *out, tags).expect("strings always serialize");
+    out.push(b'[');
+    for (i, tag) in tags.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string_literal(out, tag);
+    }
+    out.push(b']');
     out.extend_from_slice(PUBLISH_DATA);
-    serde_json::to_writer(&mut *out, data).expect("strings always serialize");
+    string_literal(out, data);
     out.extend_from_slice(b"}\n");
+}
+
+/// `text` as a JSON string literal, as serde_json writes it: a text with
+/// nothing to escape (the common case, checked many bytes at a time) is
+/// copied between its quotes.
+fn string_literal(out: &mut Vec<u8>, text: &str) {
+    let escapes = text.bytes().fold(false, |seen, b| {
+        seen | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if escapes {
+        serde_json::to_writer(&mut *out, text).expect("strings always serialize");
+    } else {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
 }
 
 const PUBLISH_HEAD: &[u8] = b"{\"command\":\"publish\",\"tags\":";

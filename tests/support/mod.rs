@@ -1,5 +1,7 @@
-//! Test support: the real `mist` binary as a server process, and plain
-//! blocking clients for each transport (TCP lines, WebSocket, HTTP).
+//! Test support: the real `mist` binary as a server process, mist-client's
+//! blocking client with the checks tests make on what it reads (over TCP
+//! lines, TLS and WebSocket), HTTP and SSE clients, and real PostgreSQL and
+//! Redis servers.
 
 #![allow(dead_code)] // each test file uses a different part
 

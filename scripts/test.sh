@@ -44,6 +44,9 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== rustdoc: every link resolves"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
 echo "== the smol frontend's dependency tree has no async-std"
 if cargo tree --locked -p mist-smol -e normal --prefix none | grep -q '^async-std '; then
   echo "async-std found in mist-smol's dependency tree" >&2

@@ -1,9 +1,12 @@
 //! A client for mist servers.
 //!
-//! [`Client`] speaks mist's line protocol over any stream that implements
-//! [`futures::io::AsyncRead`] and [`AsyncWrite`], so it runs on async-std,
-//! smol, or tokio through a compat layer, and spawns nothing. [`blocking`]
-//! wraps it for scripts, tests and the `mist` command, over TCP or TLS.
+//! [`Client`] speaks mist's protocol over any stream that implements
+//! [`futures::io::AsyncRead`] and [`AsyncWrite`], as lines ([`Client::new`],
+//! for `tcp://` and `tls://` listeners) or as WebSocket text frames
+//! ([`Client::websocket`], for `ws://` and `wss://`), so it runs on
+//! async-std, smol, or tokio through a compat layer, and spawns nothing.
+//! [`blocking`] wraps it for scripts, tests and the `mist` command, its
+//! address naming the transport (`tcp://`, `tls://`, `ws://`, `wss://`).
 //!
 //! Commands take effect in order, so the client learns that a command whose
 //! success is silent (`subscribe`, `publish`, ...) was applied from a

@@ -1,7 +1,9 @@
-//! The async-std frontend: binds listeners, accepts connections and spawns one
-//! task per connection with the shared [`Listening::accept_loop`]; HTTP
-//! requests are parsed by async-h1 and routed by a tide app ([`http`]) to
-//! the shared [`HttpService`]. Nothing here interprets a command.
+//! The async-std frontend: async-std's [`mist_frontend::Runtime`] (its
+//! tasks, timers and sockets) under the shared start-up
+//! ([`mist_frontend::server::Bound`]: binding, accept loops, draining), and
+//! its HTTP carrier: requests parsed by async-h1 and routed by a tide app
+//! ([`http`]) to the shared [`mist_frontend::HttpService`]. Nothing here
+//! interprets a command.
 //!
 //! ```no_run
 //! use mist_async_std::Server;

@@ -1,8 +1,9 @@
-//! The smol frontend: binds listeners, accepts connections and runs one task
-//! per connection on a multi-threaded smol executor, with the shared
-//! [`Listening::accept_loop`]; HTTP requests are parsed by async-h1 and
-//! answered by the shared [`HttpService`]. Nothing here interprets a
-//! command, and nothing here depends on async-std.
+//! The smol frontend: smol's [`mist_frontend::Runtime`] (a multi-threaded
+//! executor, its timers and sockets) under the shared start-up
+//! ([`mist_frontend::server::Bound`]: binding, accept loops, draining), and
+//! its HTTP carrier: requests parsed by async-h1 and answered by the shared
+//! [`mist_frontend::HttpService`]. Nothing here interprets a command, and
+//! nothing here depends on async-std.
 //!
 //! ```no_run
 //! use mist_frontend::{ListenerOptions, Hub};

@@ -10,7 +10,7 @@
 //! has applied it, so the reply means it holds everywhere.
 
 use crate::access::{Access, Revoked, Role, TokenId};
-use crate::auth::{same_token, Change, Grants, TokenVerifier};
+use crate::auth::{same_token, AuthError, Change, Grants, Signed, TokenVerifier};
 use crate::hash::IdHashMap;
 use crate::id::ConnId;
 use crate::throttle::Throttle;
@@ -34,6 +34,19 @@ pub(crate) enum Entry {
 pub(crate) enum Next {
     Store(u64, Change),
     Refuse(ConnId, Change, Error),
+}
+
+/// What the authority makes of a token before any signature is checked.
+pub(crate) enum Recognised {
+    /// Who it makes a connection, or why it is refused.
+    Known(Result<Identity, Error>),
+    /// A signed token not seen yet (or not by this verifier): `verifier`
+    /// checks it, outside the authority's lock, then [`Authority::admit`]
+    /// takes the result with `key`, the verifier's generation.
+    Unverified {
+        verifier: std::sync::Arc<dyn TokenVerifier>,
+        key: u64,
+    },
 }
 
 /// An admin change that is done, for its connection's shard to answer.
@@ -67,10 +80,22 @@ pub(crate) struct Authority {
     mailboxes: Vec<Vec<Settled>>,
     /// Checks signed tokens, on a server of signed tokens.
     verifier: Option<std::sync::Arc<dyn TokenVerifier>>,
-    /// Signed tokens in use, with their id and expiry.
-    signed: HashMap<String, (TokenId, u64)>,
+    /// Signed tokens in use.
+    signed: HashMap<String, Admitted>,
+    /// Which verifier this is: a signed token admitted by an earlier one
+    /// is checked again by this one before it admits a connection.
+    key: u64,
     /// The time last passed in, in seconds since the Unix epoch.
     pub(crate) now_unix: u64,
+}
+
+/// A signed token in use: its id, its expiry, and the verifier that
+/// checked it ([`Authority`]'s `key`).
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    id: TokenId,
+    expires: u64,
+    key: u64,
 }
 
 /// Who a valid token makes a connection, and until when (a signed token).
@@ -102,6 +127,7 @@ impl Authority {
             mailboxes: (0..shards).map(|_| Vec::new()).collect(),
             verifier: None,
             signed: HashMap::new(),
+            key: 0,
             now_unix: 0,
         };
         for (token, tags) in grants {
@@ -135,6 +161,7 @@ impl Authority {
             return false;
         }
         self.verifier = Some(verifier);
+        self.key += 1;
         true
     }
 
@@ -143,26 +170,56 @@ impl Authority {
         self.verifier.is_some()
     }
 
-    /// Who `token` makes a connection, or why it is refused.
-    pub(crate) fn identify(&mut self, token: &str) -> Result<Identity, Error> {
+    /// Who `token` makes a connection as far as the authority knows
+    /// without checking a signature: the admin's token, a stored token, or
+    /// a signed token already admitted (its signature was checked then, and
+    /// its `not_before` has passed); any other signed token needs `verify`
+    /// and then [`Authority::admit`].
+    pub(crate) fn recognise(&self, token: &str) -> Recognised {
         let forever = |role| Identity {
             role,
             expires: None,
         };
         if !self.server_token.is_empty() && same_token(token, &self.server_token) {
-            return Ok(forever(Role::Admin));
+            return Recognised::Known(Ok(forever(Role::Admin)));
         }
-        let Some(verifier) = self.verifier.clone() else {
+        let Some(verifier) = &self.verifier else {
             // A hash lookup with the standard (keyed) hasher, then an exact
             // match: neither tells an attacker how close a guess was.
-            let (known, &id) = self.ids.get_key_value(token).ok_or(Error::BadToken)?;
-            return same_token(known, token)
-                .then_some(forever(Role::Client(id)))
-                .ok_or(Error::BadToken);
+            let known = self
+                .ids
+                .get_key_value(token)
+                .filter(|(known, _)| same_token(known, token))
+                .map(|(_, &id)| forever(Role::Client(id)));
+            return Recognised::Known(known.ok_or(Error::BadToken));
         };
-        let signed = verifier
-            .verify(token)
-            .map_err(|e| Error::BadSignedToken(e.0))?;
+        match self.signed.get(token) {
+            Some(admitted) if admitted.expires <= self.now_unix => {
+                Recognised::Known(Err(Error::TokenExpired))
+            }
+            Some(admitted) if admitted.key == self.key => Recognised::Known(Ok(Identity {
+                role: Role::Client(admitted.id),
+                expires: Some(admitted.expires),
+            })),
+            // New, or checked by a key since replaced.
+            _ => Recognised::Unverified {
+                verifier: verifier.clone(),
+                key: self.key,
+            },
+        }
+    }
+
+    /// Who a signed `token` makes a connection, now that the verifier of
+    /// generation `key` said what it claims (`verified`), or why it is
+    /// refused. Should the verifier have been replaced meanwhile, the next
+    /// connection with this token is checked again.
+    pub(crate) fn admit(
+        &mut self,
+        token: &str,
+        verified: Result<Signed, AuthError>,
+        key: u64,
+    ) -> Result<Identity, Error> {
+        let signed = verified.map_err(|e| Error::BadSignedToken(e.0))?;
         if signed.expires <= self.now_unix {
             return Err(Error::TokenExpired);
         }
@@ -177,12 +234,20 @@ impl Authority {
             });
         }
         // One id per signed token in use, its grants logged for the shards.
-        let id = match self.signed.get(token) {
-            Some(&(id, _)) => id,
+        let id = match self.signed.get_mut(token) {
+            Some(admitted) => {
+                admitted.key = key;
+                admitted.id
+            }
             None => {
                 let id = self.next_token;
                 self.next_token += 1;
-                self.signed.insert(token.to_string(), (id, signed.expires));
+                let admitted = Admitted {
+                    id,
+                    expires: signed.expires,
+                    key,
+                };
+                self.signed.insert(token.to_string(), admitted);
                 self.tags.insert(id, signed.tags.clone());
                 self.version += 1;
                 self.log
@@ -206,11 +271,11 @@ impl Authority {
         let expired: Vec<String> = self
             .signed
             .iter()
-            .filter(|(_, &(_, expires))| expires <= now_unix)
+            .filter(|(_, admitted)| admitted.expires <= now_unix)
             .map(|(token, _)| token.clone())
             .collect();
         for token in expired {
-            if let Some((id, _)) = self.signed.remove(&token) {
+            if let Some(Admitted { id, .. }) = self.signed.remove(&token) {
                 self.tags.remove(&id);
                 self.version += 1;
                 self.log.push_back((self.version, Entry::Forget(id)));

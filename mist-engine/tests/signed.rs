@@ -154,3 +154,92 @@ fn stored_token_admin_commands_are_refused() {
         );
     }
 }
+
+/// Counts its checks, and refuses every token once told to.
+struct Counting {
+    checks: std::sync::atomic::AtomicUsize,
+    refuse: bool,
+}
+
+impl TokenVerifier for Counting {
+    fn verify(&self, token: &str) -> Result<Signed, AuthError> {
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.refuse {
+            return Err(AuthError("signed with another key".into()));
+        }
+        Clear.verify(token)
+    }
+}
+
+impl Counting {
+    fn new(refuse: bool) -> Arc<Counting> {
+        Arc::new(Counting {
+            checks: Default::default(),
+            refuse,
+        })
+    }
+
+    fn checks(&self) -> usize {
+        self.checks.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_token_is_checked_once_until_the_key_changes() {
+    let first = Counting::new(false);
+    let mut engine = Engine::signed_shards(Config::default(), 1, None, first.clone()).remove(0);
+    engine.handle_clock(1000);
+    for _ in 0..3 {
+        assert!(engine.handle_connect_with_token(Some("a||0|2000")).is_ok());
+    }
+    assert_eq!(first.checks(), 1, "its signature was checked once");
+    let second = Counting::new(true);
+    assert!(engine.set_token_verifier(second.clone()));
+    assert!(matches!(
+        engine.handle_connect_with_token(Some("a||0|2000")),
+        Err(Error::BadSignedToken(why)) if why == "signed with another key"
+    ));
+    assert_eq!(second.checks(), 1, "the new key checks it again");
+}
+
+/// Admits a client on another shard while it checks a signature: that
+/// needs the authority's lock, so it works only if the check runs without
+/// holding it.
+struct AdmitsElsewhere {
+    other: std::sync::Mutex<Option<Engine>>,
+}
+
+impl TokenVerifier for AdmitsElsewhere {
+    fn verify(&self, token: &str) -> Result<Signed, AuthError> {
+        if let Some(other) = self.other.lock().unwrap().as_mut() {
+            assert!(other.handle_connect_with_token(Some("server")).is_ok());
+        }
+        Clear.verify(token)
+    }
+}
+
+#[test]
+fn a_signature_is_checked_without_holding_other_shards_up() {
+    let verifier = Arc::new(AdmitsElsewhere {
+        other: std::sync::Mutex::new(None),
+    });
+    let mut shards = Engine::signed_shards(
+        Config::default(),
+        2,
+        Some("server".into()),
+        verifier.clone(),
+    );
+    *verifier.other.lock().unwrap() = shards.pop();
+    let mut first = shards.pop().unwrap();
+    first.handle_clock(1000);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let admitted = first.handle_connect_with_token(Some("a||0|2000")).is_ok();
+        let _ = done.send(admitted);
+    });
+    let admitted = finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the other shard was held up by the check: it runs under the shared lock");
+    assert!(admitted);
+}

@@ -7,7 +7,7 @@
 use super::{ConnId, Engine, Output};
 use crate::access::{Revoked, Role};
 use crate::auth::{AuthError, Change};
-use crate::authority::{Identity, Next};
+use crate::authority::{Identity, Next, Recognised};
 use crate::Error;
 use mist_proto::{encode, Command, Request};
 use std::collections::BTreeSet;
@@ -95,7 +95,19 @@ impl Engine {
                 return Err(Error::Throttled { retry_after });
             }
         }
-        let refused = match authority.identify(token) {
+        let identified = match authority.recognise(token) {
+            Recognised::Known(identified) => identified,
+            Recognised::Unverified { verifier, key } => {
+                // The signature is checked outside the shared lock (an
+                // Ed25519 or RSA check takes tens of microseconds), so
+                // other shards admit their clients meanwhile.
+                drop(authority);
+                let verified = verifier.verify(token);
+                authority = shared.authority().expect("the authority stays");
+                authority.admit(token, verified, key)
+            }
+        };
+        let refused = match identified {
             Ok(identity) => {
                 drop(authority);
                 // The token may be newer than this shard's replica.

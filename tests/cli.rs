@@ -70,36 +70,50 @@ fn the_client_commands_speak_websocket_too() {
     subscribe_and_publish(&ws, &http_ws);
 }
 
-/// `mist subscribe --host subscriber` prints what `mist publish --host
-/// publisher` sends.
-fn subscribe_and_publish(subscriber: &str, publisher: &str) {
-    let mut subscriber = mist()
-        .args([
-            "subscribe",
-            "--tags",
-            "a,b",
-            "--count",
-            "2",
-            "--host",
-            subscriber,
-        ])
+/// What a process says on stderr, line by line.
+struct Said(mpsc::Receiver<String>);
+
+impl Said {
+    /// The next line containing `what`; it must come within the timeout.
+    fn wait_for(&self, what: &str) -> String {
+        loop {
+            let line = self
+                .0
+                .recv_timeout(TIMEOUT)
+                .unwrap_or_else(|_| panic!("no {what:?} said"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    }
+}
+
+/// `mist subscribe` with `args`, its stdout piped, and what it says on
+/// stderr (when its subscription is in place, say).
+fn subscriber_process(args: &[&str]) -> (std::process::Child, Said) {
+    let mut child = mist()
+        .arg("subscribe")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The subscriber says on stderr when its subscription is in place.
-    let stderr = subscriber.stderr.take().unwrap();
-    let (ready, subscribed) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let (said, lines) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("subscribed to a,b") {
-                let _ = ready.send(());
-            }
+            let _ = said.send(line);
         }
     });
-    subscribed
-        .recv_timeout(TIMEOUT)
-        .expect("the subscriber subscribes");
+    (child, Said(lines))
+}
+
+/// `mist subscribe --host subscriber` prints what `mist publish --host
+/// publisher` sends.
+fn subscribe_and_publish(subscriber: &str, publisher: &str) {
+    let (subscriber, said) =
+        subscriber_process(&["--tags", "a,b", "--count", "2", "--host", subscriber]);
+    said.wait_for("subscribed to a,b");
     for (tags, data) in [
         ("a", "not for it"),
         ("b,a,c", "first"),
@@ -390,4 +404,37 @@ fn config_mistakes_stop_the_server_with_a_clear_error() {
     let no_token = write_config("no-token", "authenticator: memory://\n");
     let out = run(&["--server", "--config", no_token.to_str().unwrap()]);
     assert_fails(&out, 2, "an authenticator needs a token");
+}
+
+#[test]
+fn subscribe_with_reconnect_outlives_its_server() {
+    let port = support::free_port();
+    let listener = format!("tcp://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    let first = Server::start_with(&["--listeners", &listener]);
+    support::wait_listening(&addr);
+    let (subscriber, said) = subscriber_process(&[
+        "--reconnect",
+        "--tags",
+        "t",
+        "--count",
+        "1",
+        "--host",
+        &addr,
+    ]);
+    said.wait_for("subscribed to t");
+    drop(first);
+    let second = Server::start_with(&["--listeners", &listener]);
+    let back = said.wait_for("reconnected");
+    assert!(
+        back.contains("messages published meanwhile were lost"),
+        "{back}"
+    );
+    let out = run(&["publish", "--tags", "t", "--data", "after", "--host", &addr]);
+    assert!(out.status.success(), "{}", self::stderr(&out));
+    let out = subscriber.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let message: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(message["data"], "after");
+    drop(second);
 }

@@ -315,27 +315,16 @@ fn reconnect(scheme: &str, connect: impl FnOnce(&str) -> Box<dyn Reconnects>) {
     let port = support::free_port();
     let listener = format!("{scheme}://127.0.0.1:{port}");
     let addr = format!("127.0.0.1:{port}");
-    // The server logs its port-0 listeners too: wait for this one.
-    let listening = |addr: &str| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{addr} never listened"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
     let args = ["--listeners", &listener];
     let first = Server::start_with(&args);
-    listening(&addr);
+    support::wait_listening(&addr);
     let mut client = connect(&addr);
     client.subscribe(&["a", "b"]);
     client.subscribe(&["c"]);
     client.unsubscribe(&["c"]);
     drop(first);
     let second = Server::start_with(&args);
-    listening(&addr);
+    support::wait_listening(&addr);
     match client.next_event() {
         Event::Reconnected { attempts } => assert!(attempts >= 1),
         other => panic!("{other:?}"),

@@ -2,6 +2,8 @@
 
 use crate::{default_host, split_tags, Failure};
 use argh::FromArgs;
+use mist_client::blocking::Reconnecting;
+use mist_client::reconnecting::Event;
 use mist_client::TlsOptions;
 use mist_proto::Request;
 use std::io::{self, Write};
@@ -127,6 +129,11 @@ client_command! {
         /// exit after this many messages (default: run until interrupted)
         #[argh(option)]
         count: Option<u64>,
+        /// connect again when the connection is lost (backoff from 0.1 s to
+        /// 5 s, no limit) and subscribe again; messages published meanwhile
+        /// are lost
+        #[argh(switch)]
+        reconnect: bool,
     }
 }
 
@@ -226,10 +233,20 @@ pub fn unsubscribe(cmd: &Unsubscribe) -> Result<(), Failure> {
 }
 
 pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
-    let mut conn = cmd.endpoint()?.open()?;
+    let endpoint = cmd.endpoint()?;
     let tags = tags_of(&cmd.tags)?;
     let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-    conn.subscribe(&tag_refs).map_err(failure)?;
+    let mut source = if cmd.reconnect {
+        let mut client =
+            Reconnecting::connect(&endpoint.host, endpoint.token.as_deref(), &endpoint.tls)
+                .map_err(failure)?;
+        client.subscribe(&tag_refs).map_err(failure)?;
+        Source::Reconnecting(client)
+    } else {
+        let mut conn = endpoint.open()?;
+        conn.subscribe(&tag_refs).map_err(failure)?;
+        Source::Once(conn)
+    };
     eprintln!(
         "mist: subscribed to {}; waiting for messages",
         tags.join(",")
@@ -237,7 +254,7 @@ pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
     let mut stdout = io::stdout().lock();
     let mut printed = 0;
     while cmd.count.is_none_or(|count| printed < count) {
-        let message = conn.next_message().map_err(failure)?;
+        let message = source.next_message()?;
         if let Some(error) = &message.error {
             eprintln!("mist: server error: {error}");
             continue;
@@ -252,6 +269,31 @@ pub fn subscribe(cmd: &Subscribe) -> Result<(), Failure> {
         printed += 1;
     }
     Ok(())
+}
+
+/// Where `mist subscribe` reads its messages from.
+enum Source {
+    /// One connection: its loss ends the command.
+    Once(Connection),
+    /// A connection made again whenever it is lost.
+    Reconnecting(Reconnecting),
+}
+
+impl Source {
+    fn next_message(&mut self) -> Result<mist_proto::Message, Failure> {
+        match self {
+            Source::Once(conn) => conn.next_message().map_err(failure),
+            Source::Reconnecting(client) => loop {
+                match client.next_event().map_err(failure)? {
+                    Event::Message(message) => return Ok(message),
+                    Event::Reconnected { attempts } => eprintln!(
+                        "mist: reconnected and subscribed again after {attempts} attempt(s); \
+                         messages published meanwhile were lost"
+                    ),
+                }
+            },
+        }
+    }
 }
 
 pub fn who(cmd: &Who) -> Result<(), Failure> {

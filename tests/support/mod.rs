@@ -956,6 +956,16 @@ impl Drop for Redis {
 }
 
 /// A port nobody listens on now.
+/// Waits until `addr` accepts connections (a listener on a fixed port,
+/// which the server may log after its port-0 ones).
+pub fn wait_listening(addr: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{addr} never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -23,12 +23,12 @@
 #![warn(missing_docs)]
 
 pub mod http;
+mod runtime;
 
-use async_std::net::{TcpListener, TcpStream};
-use http::AsyncStd;
 use mist_frontend::listener::{CustomListeners, ListenerSpec};
 use mist_frontend::server::Bound;
 use mist_frontend::{Error, Hub, ListenerOptions};
+pub use runtime::AsyncStd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,16 +82,4 @@ impl Server {
         };
         self.bound.run(AsyncStd, carrier, grace).await;
     }
-}
-
-/// Accepts on `listener`, with TCP_NODELAY: writes are already coalesced,
-/// so Nagle would only add latency.
-pub(crate) async fn accept(
-    listener: &TcpListener,
-) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
-    let (stream, peer) = listener.accept().await?;
-    if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
-    }
-    Ok((stream, peer))
 }

@@ -19,13 +19,14 @@
 
 #![warn(missing_docs)]
 
+mod runtime;
+
+pub use runtime::Smol;
+
 use mist_frontend::listener::{CustomListeners, ListenerSpec};
 use mist_frontend::server::Bound;
-use mist_frontend::{Error, Hub, ListenerOptions, Runtime};
-use smol::net::{TcpListener, TcpStream};
-use smol::{future, Executor, Timer};
-use std::future::Future;
-use std::net::SocketAddr;
+use mist_frontend::{Error, Hub, ListenerOptions};
+use smol::{future, Executor};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -84,39 +85,6 @@ impl Server {
                 async move { Ok(service.respond(request).await) }
             }
         };
-        future::block_on(self.bound.run(Smol(executor), carrier, grace));
-    }
-}
-
-/// The server's smol executor, smol's timers and its sockets.
-#[derive(Clone)]
-pub struct Smol(Arc<Executor<'static>>);
-
-impl Runtime for Smol {
-    type Listener = TcpListener;
-    type Stream = TcpStream;
-
-    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, task: F) {
-        self.0.spawn(task).detach();
-    }
-
-    fn listener(&self, listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
-        TcpListener::try_from(listener)
-    }
-
-    async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) = listener.accept().await?;
-        // Writes are already coalesced; Nagle would only add latency.
-        if let Err(e) = stream.set_nodelay(true) {
-            log::debug!("{peer}: cannot set TCP_NODELAY: {e}");
-        }
-        Ok((stream, peer))
-    }
-
-    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
-        let timer = Timer::after(duration);
-        async move {
-            timer.await;
-        }
+        future::block_on(self.bound.run(Smol::new(executor), carrier, grace));
     }
 }

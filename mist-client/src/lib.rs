@@ -195,6 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(Subscription {
             client: self,
             tags: tags.iter().map(|tag| tag.to_string()).collect(),
+            passed: 0,
         })
     }
 
@@ -362,33 +363,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let mut failure = None;
         loop {
             let frame = self.read_frame().await?;
-            match (&frame.error, frame.command.as_str()) {
-                (None, "ping") => break,
-                (Some(error), c) if c == command && failure.is_none() => {
-                    failure = Some(Error::Server {
-                        command,
-                        message: error.clone(),
-                    });
+            match frame.error {
+                None if frame.command == "ping" => return failure.map_or(Ok(()), Err),
+                Some(message) if frame.command == command && failure.is_none() => {
                     // Past this the server may close (a refused `auth`).
-                    if c == "auth" {
-                        return Err(failure.unwrap_or(Error::Closed));
+                    let refused = command == "auth";
+                    failure = Some(Error::Server {
+                        command: command.clone(),
+                        message,
+                    });
+                    if refused {
+                        return failure.map_or(Ok(()), Err);
                     }
-                    return self.finish_confirm(failure).await;
                 }
-                _ => self.set_aside(frame),
+                error => self.set_aside(Message { error, ..frame }),
             }
-        }
-        Ok(())
-    }
-
-    /// Reads up to the pong of a confirm that already failed.
-    async fn finish_confirm(&mut self, failure: Option<Error>) -> Result<(), Error> {
-        loop {
-            let frame = self.read_frame().await?;
-            if frame.command == "ping" && frame.error.is_none() {
-                return failure.map_or(Ok(()), Err);
-            }
-            self.set_aside(frame);
         }
     }
 
@@ -468,6 +457,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures::Stream for Client<S> {
 pub struct Subscription<'a, S> {
     client: &'a mut Client<S>,
     tags: Vec<String>,
+    /// How many of the messages set aside, from the front, are known not
+    /// to be this subscription's: each is looked at once.
+    passed: usize,
 }
 
 impl<S> Subscription<'_, S> {
@@ -482,9 +474,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures::Stream for Subscription<'_, S> 
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        // Deliveries that came during the subscribe are the stream's first.
-        if let Some(at) = this.client.messages.iter().position(|m| this.wanted(m)) {
-            return Poll::Ready(this.client.messages.remove(at).map(Ok));
+        // Deliveries set aside before it (those that came during the
+        // subscribe) are the stream's first.
+        let mut unseen = this.client.messages.range(this.passed..);
+        match unseen.position(|m| this.wanted(m)) {
+            Some(at) => {
+                this.passed += at;
+                return Poll::Ready(this.client.messages.remove(this.passed).map(Ok));
+            }
+            None => this.passed = this.client.messages.len(),
         }
         loop {
             let frame = match this.client.poll_frame(cx) {
@@ -497,6 +495,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures::Stream for Subscription<'_, S> 
                 return Poll::Ready(Some(Ok(frame)));
             }
             this.client.set_aside(frame);
+            this.passed = this.client.messages.len();
         }
     }
 }

@@ -119,9 +119,8 @@ impl<R: Runtime> Listening<R> {
             }
         };
         match via {
-            Via::Tcp => self.serve_admitted(Via::Tcp, stream, peer).await,
-            Via::WebSocket => self.serve_admitted(Via::WebSocket, stream, peer).await,
             Via::Http | Via::Sse => self.serve_http_admitted(stream, peer, respond).await,
+            via => self.serve_admitted(via, stream, peer).await,
         }
         drop(admission);
     }
@@ -244,7 +243,8 @@ impl<R: Runtime> Listening<R> {
     /// Accepts clients of one listener with `accept` until the task is
     /// dropped, serving each in a task of its own as the listener's scheme
     /// says: lines for `tcp`, a WebSocket for `ws`, HTTP requests answered
-    /// by `respond` for `http`.
+    /// by `respond` for `http`, and each of them over TLS for `tls`, `wss`
+    /// and `https`.
     pub async fn accept_loop<S, A, AF, H, HF>(self, spec: ListenerSpec, mut accept: A, respond: H)
     where
         S: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static,
@@ -253,6 +253,15 @@ impl<R: Runtime> Listening<R> {
         H: Fn(HttpRequest) -> HF + Clone + Send + Sync + 'static,
         HF: Future<Output = http_types::Result<Response>> + Send + 'static,
     {
+        // How the listener's clients speak, and whether over TLS.
+        let (via, tls) = match spec.scheme.as_str() {
+            "tls" => (Via::Tcp, true),
+            "wss" => (Via::WebSocket, true),
+            "https" => (Via::Http, true),
+            "http" => (Via::Http, false),
+            "ws" => (Via::WebSocket, false),
+            _ => (Via::Tcp, false),
+        };
         loop {
             let (stream, peer) = match accept().await {
                 Ok(accepted) => accepted,
@@ -261,32 +270,14 @@ impl<R: Runtime> Listening<R> {
                     continue;
                 }
             };
-            let listening = self.clone();
-            let tls = match spec.scheme.as_str() {
-                "tls" => Some(Via::Tcp),
-                "wss" => Some(Via::WebSocket),
-                "https" => Some(Via::Http),
-                _ => None,
-            };
-            if let Some(via) = tls {
-                let respond = respond.clone();
-                self.runtime
-                    .spawn(async move { listening.serve_tls(via, stream, peer, respond).await });
-                continue;
-            }
-            match spec.scheme.as_str() {
-                "http" => {
-                    let respond = respond.clone();
-                    self.runtime
-                        .spawn(async move { listening.serve_http(stream, peer, respond).await });
+            let (listening, respond) = (self.clone(), respond.clone());
+            self.runtime.spawn(async move {
+                match (via, tls) {
+                    (via, true) => listening.serve_tls(via, stream, peer, respond).await,
+                    (Via::Http, false) => listening.serve_http(stream, peer, respond).await,
+                    (via, false) => listening.serve(via, stream, peer).await,
                 }
-                "ws" => self
-                    .runtime
-                    .spawn(async move { listening.serve(Via::WebSocket, stream, peer).await }),
-                _ => self
-                    .runtime
-                    .spawn(async move { listening.serve(Via::Tcp, stream, peer).await }),
-            }
+            });
         }
     }
 

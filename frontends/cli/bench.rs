@@ -93,14 +93,8 @@ fn fanout(cmd: &Bench) -> Result<(), Failure> {
     let endpoint = cmd.endpoint()?;
     let subscribers_at = endpoint.at(cmd.subscribe_host.as_deref().unwrap_or(&cmd.host));
     for _ in 0..cmd.subs {
-        let mut conn = subscribers_at.open()?;
-        conn.subscribe(&[tag.as_str()]).map_err(failure)?;
-        let (start_line, published, expected) = (start_line.clone(), published.clone(), cmd.msgs);
-        let decode = cmd.decode;
-        subscribers.push(thread::spawn(move || {
-            start_line.wait();
-            receive(conn, expected, &published, decode)
-        }));
+        let start = (&start_line, &published);
+        subscribers.push(subscriber(&subscribers_at, &tag, start, cmd)?);
     }
     let mut publisher = endpoint.open()?;
     start_line.wait();
@@ -171,14 +165,7 @@ fn pairs(cmd: &Bench) -> Result<(), Failure> {
     let (mut subscribers, mut publishers) = (Vec::new(), Vec::new());
     for pair in 0..cmd.pairs {
         let tag = format!("bench-{}-{pair}", std::process::id());
-        let mut conn = endpoint.open()?;
-        conn.subscribe(&[tag.as_str()]).map_err(failure)?;
-        let (line, done, expected) = (start_line.clone(), published.clone(), cmd.msgs);
-        let decode = cmd.decode;
-        subscribers.push(thread::spawn(move || {
-            line.wait();
-            receive(conn, expected, &done, decode)
-        }));
+        subscribers.push(subscriber(&endpoint, &tag, (&start_line, &published), cmd)?);
         let mut publisher = endpoint.open()?;
         let line = start_line.clone();
         let (msgs, size, decode) = (cmd.msgs, cmd.size, cmd.decode);
@@ -239,6 +226,25 @@ fn report_deliveries(
         expected
     );
     Ok(())
+}
+
+/// A subscriber to `tag` at `endpoint`, subscribed now, on a thread that
+/// waits at the start line, then counts `cmd.msgs` messages (or until the
+/// publishers are done and it has heard nothing for a while).
+fn subscriber(
+    endpoint: &Endpoint,
+    tag: &str,
+    (start_line, published): (&Arc<Barrier>, &Arc<AtomicBool>),
+    cmd: &Bench,
+) -> Result<thread::JoinHandle<Result<Received, Failure>>, Failure> {
+    let mut conn = endpoint.open()?;
+    conn.subscribe(&[tag]).map_err(failure)?;
+    let (start_line, published) = (start_line.clone(), published.clone());
+    let (expected, decode) = (cmd.msgs, cmd.decode);
+    Ok(thread::spawn(move || {
+        start_line.wait();
+        receive(conn, expected, &published, decode)
+    }))
 }
 
 /// Counts what a subscriber receives: messages decoded by mist-client when

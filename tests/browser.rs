@@ -52,7 +52,8 @@ fn chromium() -> Option<PathBuf> {
 /// A headless Chromium showing one page, killed when dropped.
 struct Browser {
     child: Child,
-    dir: PathBuf,
+    /// Its profile; dropped after the browser is killed (in `drop`).
+    _dir: support::TempDir,
 }
 
 /// Where the page is served from: an origin of its own, known before the
@@ -90,8 +91,7 @@ impl Browser {
     /// `trusting` is the base64 SHA-256 of a certificate's public key the
     /// browser accepts without a CA (the test's own server certificate).
     fn open(chromium: &Path, name: &str, url: &str, trusting: &str) -> Browser {
-        let dir = std::env::temp_dir().join(format!("mist-browser-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = support::TempDir::new(&format!("browser-{name}"));
         let child = Command::new(chromium)
             .args([
                 "--headless",
@@ -103,22 +103,22 @@ impl Browser {
                 "--disable-component-update",
                 "--disable-sync",
             ])
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            .arg(format!("--user-data-dir={}", dir.file("profile")))
             .arg(format!("--ignore-certificate-errors-spki-list={trusting}"))
             .arg(url)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromium starts");
-        Browser { child, dir }
+        Browser { child, _dir: dir }
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Before its profile directory goes.
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -178,12 +178,7 @@ fn spki_hash(pem: &str) -> String {
         ))
         .output()
         .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    support::succeeded(out, "openssl").trim().to_string()
 }
 
 fn snippets_work_on(runtime: &str, chromium: &Path) {

@@ -10,26 +10,24 @@ mod support;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mist_proto::Request;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{Server, Transport};
+use support::{Server, TempDir, Transport};
 
 /// A key directory for one test, removed with it.
 struct Keys {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Keys {
     fn new(name: &str) -> Keys {
-        let dir = std::env::temp_dir().join(format!("mist-jwt-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("hmac.key"), SECRET).unwrap();
+        let dir = TempDir::new(&format!("jwt-{name}"));
+        std::fs::write(dir.file("hmac.key"), SECRET).unwrap();
         Keys { dir }
     }
 
     fn path(&self, file: &str) -> String {
-        self.dir.join(file).to_str().unwrap().to_string()
+        self.dir.file(file)
     }
 
     /// Makes `name.pem` (private) and `name.pub` (public) with openssl.
@@ -40,23 +38,13 @@ impl Keys {
             .args(algorithm)
             .output()
             .expect("openssl is installed (scripts/test.sh installs it)");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        support::succeeded(made, "openssl genpkey");
         let public = Command::new("openssl")
             .args(["pkey", "-in", &private, "-pubout", "-out"])
             .arg(self.path(&format!("{name}.pub")))
             .output()
             .unwrap();
-        assert!(public.status.success());
-    }
-}
-
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        support::succeeded(public, "openssl pkey");
     }
 }
 
@@ -114,12 +102,7 @@ fn a_signed_tokens_claims_are_its_grants_on_every_transport() {
         ])
         .output()
         .unwrap();
-    assert!(
-        minted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&minted.stderr)
-    );
-    let reader = String::from_utf8(minted.stdout).unwrap().trim().to_string();
+    let reader = support::succeeded(minted, "mist token").trim().to_string();
     let admin = hmac(serde_json::json!({"exp": now() + 3600, "mist": {"admin": true}}));
 
     for transport in [Transport::Tcp, Transport::Ws, Transport::HttpWs] {

@@ -7,23 +7,22 @@
 mod support;
 
 use mist_proto::Request;
-use std::path::PathBuf;
-use support::{Certs, Client, Server};
+use support::{Certs, Client, Server, TempDir};
 
 /// A config file, rewritten by the test, in a directory of its own.
 struct Config {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Config {
     fn new(name: &str) -> Config {
-        let dir = std::env::temp_dir().join(format!("mist-reload-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Config { dir }
+        Config {
+            dir: TempDir::new(&format!("reload-{name}")),
+        }
     }
 
     fn path(&self, file: &str) -> String {
-        self.dir.join(file).to_str().unwrap().to_string()
+        self.dir.file(file)
     }
 
     fn write(&self, yaml: &str) {
@@ -52,12 +51,6 @@ impl Config {
             &["--config", &self.path("mist.yml")],
             &[],
         )
-    }
-}
-
-impl Drop for Config {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -48,12 +48,7 @@ fn curl(certs: &Certs, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::succeeded(out, &format!("curl {args:?}"))
 }
 
 #[test]

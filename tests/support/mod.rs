@@ -493,7 +493,7 @@ pub fn tls_ping(
 /// with it: a CA, a server certificate it signed for `localhost` and
 /// `127.0.0.1`, and a client certificate it signed.
 pub struct Certs {
-    dir: std::path::PathBuf,
+    dir: TempDir,
     ca_pem: String,
 }
 
@@ -511,8 +511,7 @@ impl Certs {
         };
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("mist-certs-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(&format!("certs-{n}"));
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -529,8 +528,8 @@ impl Certs {
                 params.not_after = rcgen::date_time_ymd(end.0, end.1, end.2);
             }
             let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
-            std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).unwrap();
-            std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+            std::fs::write(dir.file(&format!("{file}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.file(&format!("{file}.key")), key.serialize_pem()).unwrap();
         };
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         leaf(names, ExtendedKeyUsagePurpose::ServerAuth, "server");
@@ -540,14 +539,14 @@ impl Certs {
             "client",
         );
         let ca_pem = ca_cert.pem();
-        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+        std::fs::write(dir.file("ca.pem"), &ca_pem).unwrap();
         Certs { dir, ca_pem }
     }
 
     /// The path of one of the files: `ca.pem`, `server.pem`, `server.key`,
     /// `client.pem`, `client.key`.
     pub fn path(&self, file: &str) -> String {
-        self.dir.join(file).to_str().unwrap().to_string()
+        self.dir.file(file)
     }
 
     /// The server flags for these certificates.
@@ -588,10 +587,44 @@ impl Certs {
     }
 }
 
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// A directory of a test's own under the system's temporary one, named
+/// for the process and `name`, removed with its contents when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("mist-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
     }
+
+    /// The directory itself.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// `file` in it, as a string for a command line.
+    pub fn file(&self, file: &str) -> String {
+        self.0.join(file).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The stdout of a command that must have succeeded; `what` and its stderr
+/// say what failed if it did not.
+pub fn succeeded(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 /// Says that (part of) a test is skipped, where a test run shows it: on
@@ -1017,11 +1050,7 @@ impl RedisCluster {
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
             .expect("redis-cli runs");
-        assert!(
-            created.status.success(),
-            "{}",
-            String::from_utf8_lossy(&created.stdout)
-        );
+        succeeded(created, "redis-cli --cluster create");
         let deadline = Instant::now() + TIMEOUT * 4;
         for node in &nodes {
             while !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {

@@ -16,7 +16,7 @@ mod subscribe;
 
 use crate::access::{Access, Role};
 use crate::auth::Grants;
-use crate::authority::Authority;
+use crate::authority::{Authority, Identity};
 use crate::extension::CommandHandler;
 pub use crate::id::{ConnId, MAX_SHARDS};
 use crate::index::{Index, Subscriptions, TagId};
@@ -453,15 +453,19 @@ impl Engine {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::TooManyConnections { limit });
         }
-        let role = match (&self.access, credentials) {
-            (None, _) => Ok((Role::Open, None)),
-            (Some(_), Credentials::InBand) => Ok((Role::Anonymous, None)),
-            (Some(_), Credentials::Token(None)) => Err(Error::AuthRequired),
-            (Some(_), Credentials::Token(Some(token))) => self
-                .check_token(peer, token)
-                .map(|identity| (identity.role, identity.expires)),
+        let unsigned = |role| {
+            Ok(Identity {
+                role,
+                expires: None,
+            })
         };
-        let (role, expires) = role.inspect_err(|_| {
+        let identity = match (&self.access, credentials) {
+            (None, _) => unsigned(Role::Open),
+            (Some(_), Credentials::InBand) => unsigned(Role::Anonymous),
+            (Some(_), Credentials::Token(None)) => Err(Error::AuthRequired),
+            (Some(_), Credentials::Token(Some(token))) => self.check_token(peer, token),
+        };
+        let Identity { role, expires } = identity.inspect_err(|_| {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
         })?;
         let conn = self.connect_as(role, peer);

@@ -270,14 +270,26 @@ impl<R: Runtime> Listening<R> {
                     continue;
                 }
             };
-            let (listening, respond) = (self.clone(), respond.clone());
-            self.runtime.spawn(async move {
-                match (via, tls) {
-                    (via, true) => listening.serve_tls(via, stream, peer, respond).await,
-                    (Via::Http, false) => listening.serve_http(stream, peer, respond).await,
-                    (via, false) => listening.serve(via, stream, peer).await,
+            // A task per kind: an idle client's task is only as large as
+            // its own kind of service (a WebSocket's is far smaller than
+            // an HTTP or a TLS one).
+            let listening = self.clone();
+            match (via, tls) {
+                (via, true) => {
+                    let respond = respond.clone();
+                    self.runtime.spawn(async move {
+                        listening.serve_tls(via, stream, peer, respond).await
+                    });
                 }
-            });
+                (Via::Http, false) => {
+                    let respond = respond.clone();
+                    self.runtime
+                        .spawn(async move { listening.serve_http(stream, peer, respond).await });
+                }
+                (via, false) => self
+                    .runtime
+                    .spawn(async move { listening.serve(via, stream, peer).await }),
+            }
         }
     }
 
